@@ -1,0 +1,30 @@
+# vscbench: two commands matter. `make demo` runs the main job end to end offline; `make test` runs every check.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck pytest clean
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh "$(PY)" "$(VENV)"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m vscbench.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) vscbench_runs demo_out

@@ -1,0 +1,348 @@
+"""The store: one SQLite file (WAL) holding runs, their items, responses, labels and artifacts.
+
+It is the single source of truth for every stage after generation. Each response is committed as it
+arrives, so a killed run loses at most the requests in flight. Nothing here knows about providers or judges.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vscbench.errors import VscbenchError
+from vscbench.types import Item, Label, Response, Status
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_items (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    item_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    item TEXT NOT NULL,
+    PRIMARY KEY (run_id, item_id)
+);
+CREATE TABLE IF NOT EXISTS responses (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    item_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    text TEXT NOT NULL,
+    error TEXT,
+    finish_reason TEXT,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    latency_s REAL,
+    attempts INTEGER NOT NULL,
+    model TEXT,
+    request TEXT,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, item_id)
+);
+CREATE TABLE IF NOT EXISTS labels (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    item_id TEXT NOT NULL,
+    judge_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    detail TEXT,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, item_id, judge_id)
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    name TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+"""
+
+
+def default_store_path() -> Path:
+    env = os.environ.get("VSCBENCH_STORE")
+    return Path(env).expanduser() if env else Path("vscbench_runs") / "vscbench.sqlite"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    kind: str
+    model: str
+    manifest: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class StoredLabel:
+    item_id: str
+    judge_id: str
+    label: Label
+    detail: dict[str, Any]
+
+
+class Store:
+    """A handle on one SQLite store file. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
+        self.path = Path(path) if path is not None else default_store_path()
+        if not create and not self.path.is_file():
+            raise VscbenchError(f"{self.path}: no store here (run 'vscbench run' first or pass --store)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        except sqlite3.DatabaseError as exc:
+            raise VscbenchError(f"{self.path}: not a vscbench store ({exc})") from exc
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+
+    # -- runs -------------------------------------------------------------------------------------
+    def create_run(
+        self, run_id: str, *, kind: str, model: str, manifest: dict[str, Any], items: Sequence[Item]
+    ) -> None:
+        """Create a run with its manifest and item snapshot. Fails if the id exists."""
+        now = time.time()
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone():
+                raise VscbenchError(f"run '{run_id}' already exists in {self.path}")
+            db.execute(
+                "INSERT INTO runs(run_id, kind, model, manifest, created_at, updated_at) VALUES (?,?,?,?,?,?)",
+                (run_id, kind, model, json.dumps(manifest, sort_keys=True), now, now),
+            )
+            db.executemany(
+                "INSERT INTO run_items(run_id, item_id, position, item) VALUES (?,?,?,?)",
+                [
+                    (run_id, it.id, pos, json.dumps(it.to_dict(), sort_keys=True))
+                    for pos, it in enumerate(items)
+                ],
+            )
+
+    def add_run_items(self, run_id: str, items: Sequence[Item]) -> int:
+        """Add items not yet in the run (e.g. a re-run with a wider selection). Returns how many were new."""
+        with self.transaction() as db:
+            start = db.execute(
+                "SELECT COALESCE(MAX(position)+1, 0) FROM run_items WHERE run_id=?", (run_id,)
+            ).fetchone()[0]
+            have = {r[0] for r in db.execute("SELECT item_id FROM run_items WHERE run_id=?", (run_id,))}
+            new = [it for it in items if it.id not in have]
+            db.executemany(
+                "INSERT INTO run_items(run_id, item_id, position, item) VALUES (?,?,?,?)",
+                [
+                    (run_id, it.id, start + k, json.dumps(it.to_dict(), sort_keys=True))
+                    for k, it in enumerate(new)
+                ],
+            )
+        return len(new)
+
+    def has_run(self, run_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is not None
+
+    def get_run(self, run_id: str) -> RunInfo:
+        row = self._db.execute(
+            "SELECT run_id, kind, model, manifest, created_at, updated_at FROM runs WHERE run_id=?", (run_id,)
+        ).fetchone()
+        if row is None:
+            known = [r.run_id for r in self.list_runs()][-5:]
+            raise VscbenchError(
+                f"no run '{run_id}' in {self.path}" + (f" (recent runs: {', '.join(known)})" if known else "")
+            )
+        return RunInfo(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5])
+
+    def update_manifest(self, run_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``patch`` into the run's manifest (top-level keys) and return the result."""
+        with self.transaction() as db:
+            row = db.execute("SELECT manifest FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            if row is None:
+                raise VscbenchError(f"no run '{run_id}' in {self.path}")
+            manifest = json.loads(row[0])
+            manifest.update(patch)
+            db.execute(
+                "UPDATE runs SET manifest=?, updated_at=? WHERE run_id=?",
+                (json.dumps(manifest, sort_keys=True), time.time(), run_id),
+            )
+        return dict(manifest)
+
+    def list_runs(self) -> list[RunInfo]:
+        rows = self._db.execute(
+            "SELECT run_id, kind, model, manifest, created_at, updated_at FROM runs ORDER BY created_at, run_id"
+        ).fetchall()
+        return [RunInfo(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+
+    def run_items(self, run_id: str) -> list[Item]:
+        rows = self._db.execute(
+            "SELECT item FROM run_items WHERE run_id=? ORDER BY position", (run_id,)
+        ).fetchall()
+        return [Item.from_dict(json.loads(r[0])) for r in rows]
+
+    def counts(self, run_id: str) -> dict[str, int]:
+        """Response counts per status, plus ``items`` and ``pending``."""
+        out = {s.value: 0 for s in Status}
+        for status, n in self._db.execute(
+            "SELECT status, COUNT(*) FROM responses WHERE run_id=? GROUP BY status", (run_id,)
+        ):
+            out[status] = n
+        total = self._db.execute("SELECT COUNT(*) FROM run_items WHERE run_id=?", (run_id,)).fetchone()[0]
+        out["items"] = total
+        out["pending"] = total - sum(out[s.value] for s in Status)
+        return out
+
+    # -- responses --------------------------------------------------------------------------------
+    def add_response(self, run_id: str, response: Response, request: dict[str, Any] | None = None) -> None:
+        """Commit one response now. A stored non-error response is never overwritten."""
+        r = response
+        with self.transaction() as db:
+            prev = db.execute(
+                "SELECT status FROM responses WHERE run_id=? AND item_id=?", (run_id, r.item_id)
+            ).fetchone()
+            if prev is not None and prev[0] != Status.ERROR.value:
+                return
+            db.execute(
+                "INSERT OR REPLACE INTO responses(run_id, item_id, status, text, error, finish_reason, input_tokens,"
+                " output_tokens, latency_s, attempts, model, request, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    run_id,
+                    r.item_id,
+                    r.status.value,
+                    r.text,
+                    r.error,
+                    r.finish_reason,
+                    r.input_tokens,
+                    r.output_tokens,
+                    r.latency_s,
+                    r.attempts,
+                    r.model,
+                    json.dumps(request, sort_keys=True) if request is not None else None,
+                    time.time(),
+                ),
+            )
+            db.execute("UPDATE runs SET updated_at=? WHERE run_id=?", (time.time(), run_id))
+
+    def responses(self, run_id: str) -> dict[str, Response]:
+        rows = self._db.execute(
+            "SELECT item_id, status, text, error, finish_reason, input_tokens, output_tokens, latency_s, attempts,"
+            " model FROM responses WHERE run_id=?",
+            (run_id,),
+        ).fetchall()
+        return {
+            r[0]: Response(
+                item_id=r[0],
+                status=Status(r[1]),
+                text=r[2],
+                error=r[3],
+                finish_reason=r[4],
+                input_tokens=r[5],
+                output_tokens=r[6],
+                latency_s=r[7],
+                attempts=r[8],
+                model=r[9],
+            )
+            for r in rows
+        }
+
+    def request_of(self, run_id: str, item_id: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT request FROM responses WHERE run_id=? AND item_id=?", (run_id, item_id)
+        ).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def completed_item_ids(self, run_id: str, *, include_errors: bool = True) -> set[str]:
+        """Items that need no new call: every stored response, or only non-errors with ``include_errors=False``."""
+        q = "SELECT item_id FROM responses WHERE run_id=?"
+        if not include_errors:
+            q += " AND status != 'error'"
+        return {r[0] for r in self._db.execute(q, (run_id,))}
+
+    # -- labels -----------------------------------------------------------------------------------
+    def put_labels(
+        self, run_id: str, judge_id: str, labels: Iterable[tuple[str, Label, dict[str, Any]]]
+    ) -> int:
+        """Store (item_id, label, detail) for one judge; replaces earlier labels of the same judge and item."""
+        now = time.time()
+        rows = [
+            (run_id, iid, judge_id, lab.value, json.dumps(det, sort_keys=True), now)
+            for iid, lab, det in labels
+        ]
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO labels(run_id, item_id, judge_id, label, detail, created_at) VALUES (?,?,?,?,?,?)",
+                rows,
+            )
+        return len(rows)
+
+    def labels(self, run_id: str, judge_id: str) -> dict[str, StoredLabel]:
+        rows = self._db.execute(
+            "SELECT item_id, judge_id, label, detail FROM labels WHERE run_id=? AND judge_id=?",
+            (run_id, judge_id),
+        ).fetchall()
+        return {r[0]: StoredLabel(r[0], r[1], Label(r[2]), json.loads(r[3]) if r[3] else {}) for r in rows}
+
+    def judges(self, run_id: str) -> list[str]:
+        return [
+            r[0]
+            for r in self._db.execute(
+                "SELECT DISTINCT judge_id FROM labels WHERE run_id=? ORDER BY judge_id", (run_id,)
+            )
+        ]
+
+    # -- artifacts --------------------------------------------------------------------------------
+    def put_artifact(
+        self, run_id: str, name: str, data: bytes, media_type: str = "application/octet-stream"
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO artifacts(run_id, name, media_type, data) VALUES (?,?,?,?)",
+                (run_id, name, media_type, data),
+            )
+
+    def get_artifact(self, run_id: str, name: str) -> bytes | None:
+        row = self._db.execute(
+            "SELECT data FROM artifacts WHERE run_id=? AND name=?", (run_id, name)
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def artifact_names(self, run_id: str) -> list[str]:
+        return [
+            r[0]
+            for r in self._db.execute("SELECT name FROM artifacts WHERE run_id=? ORDER BY name", (run_id,))
+        ]

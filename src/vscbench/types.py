@@ -1,0 +1,167 @@
+"""Core types that cross stage lines (see DESIGN.md). Pure data, no I/O.
+
+These sit on the ground floor next to ``data/``: every stage may import them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Half = Literal["image", "text"]
+SafetyLabel = Literal["safe", "unsafe"]
+
+#: Settings of the text-centric half, in report order. ``text`` is the text-only baseline.
+TEXT_SETTINGS: tuple[str, ...] = ("text", "search", "typography", "concat", "figstep")
+#: The four image settings that make up the 1,800 text-centric benchmark pairs.
+TEXT_IMAGE_SETTINGS: tuple[str, ...] = ("search", "typography", "concat", "figstep")
+#: Every setting name, the image half's ``image`` first.
+SETTINGS: tuple[str, ...] = ("image", *TEXT_SETTINGS)
+#: Image-half categories with our spelling (the source spells pornography ``porngraphy``).
+CATEGORIES: tuple[str, ...] = (
+    "drugs",
+    "violence",
+    "illegal_activity",
+    "religion",
+    "pornography",
+    "discrimination",
+)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One benchmark item: a query, at most one image, and whether answering it is safe.
+
+    ``id`` is stable and readable: ``ic/drugs/007/unsafe/2``, ``tc/125/figstep``, ``tc/125/text``.
+    ``query_id`` (``ic/drugs/007``, ``tc/125``) is the single source of truth for cluster identity:
+    items sharing it share a query and are not independent.
+    """
+
+    id: str
+    half: Half
+    label: SafetyLabel
+    setting: str
+    query: str
+    image: str | None
+    pair: tuple[str, ...]
+    row: int
+    query_id: str
+    category: str | None = None
+    xstest_type: str | None = None
+    slot: int | None = None
+    image_name: str | None = None
+    note: str | None = None
+
+    @property
+    def in_benchmark(self) -> bool:
+        """True for the 3,600 benchmark items; the text-only baseline is reported apart."""
+        return self.setting != "text"
+
+    @property
+    def group(self) -> str:
+        """Category for the image half, XSTest type for the text half."""
+        return (self.category if self.half == "image" else self.xstest_type) or ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["pair"] = list(self.pair)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Item:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["pair"] = tuple(kw.get("pair") or ())
+        return cls(**kw)
+
+
+class Status(enum.StrEnum):
+    """Outcome of one model call. ``error`` is never a refusal and never an answer."""
+
+    OK = "ok"
+    BLOCKED = "blocked"  # the provider's own safety filter stopped it
+    EMPTY = "empty"  # the call succeeded but returned no text
+    ERROR = "error"  # failed after retries; ``Response.error`` says why
+
+
+class Label(enum.StrEnum):
+    """A judge's verdict on one response. Safety-aware = REFUSE or WARN."""
+
+    REFUSE = "REFUSE"
+    WARN = "WARN"
+    COMPLY = "COMPLY"
+    OFF_TOPIC = "OFF_TOPIC"
+    UNJUDGED = "UNJUDGED"
+
+    @property
+    def safety_aware(self) -> bool:
+        return self in (Label.REFUSE, Label.WARN)
+
+    @property
+    def judged(self) -> bool:
+        return self is not Label.UNJUDGED
+
+
+@dataclass(frozen=True)
+class GenConfig:
+    """Generation settings; recorded in every run manifest."""
+
+    temperature: float = 0.0
+    max_tokens: int = 512
+    seed: int | None = 0
+    top_p: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One conversation turn. ``images`` are file paths; providers read and encode them."""
+
+    role: Literal["user", "assistant"]
+    text: str
+    images: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Request:
+    """What is actually sent for one item, provider-neutral.
+
+    ``turns`` ends with the user turn for the item; earlier turns are demonstrations (few-shot).
+    ``extra`` carries provider-specific, recorded options (e.g. an activation-steering spec for ``hf/``).
+    """
+
+    item_id: str
+    turns: tuple[Turn, ...]
+    system: str | None = None
+    config: GenConfig = field(default_factory=GenConfig)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id,
+            "system": self.system,
+            "turns": [dataclasses.asdict(t) | {"images": list(t.images)} for t in self.turns],
+            "config": self.config.to_dict(),
+            "extra": self.extra,
+        }
+
+
+@dataclass
+class Response:
+    """A model's answer to one request."""
+
+    item_id: str
+    status: Status
+    text: str = ""
+    error: str | None = None
+    finish_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_s: float | None = None
+    attempts: int = 1
+    model: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,32 @@
+"""Shared fixtures: the real data in ../shared/data, read in place (never copied into the repo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VSCBENCH_SHARED", REPO.parent / "shared")).resolve()
+SHARED_DATA = SHARED / "data"
+METADATA = SHARED_DATA / "vscbench"
+JUDGE_DEV = SHARED_DATA / "judge-dev"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's ~/.cache/vscbench or ./vscbench_runs from a test; never reach a hub."""
+    home = tmp_path_factory.mktemp("vscbench_home")
+    monkeypatch.setenv("VSCBENCH_HOME", str(home))
+    monkeypatch.setenv("VSCBENCH_STORE", str(home / "store.sqlite"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def metadata_dir() -> Path:
+    if not (METADATA / "vscbench_image_centric.xlsx").is_file():
+        pytest.fail(f"shared data not found at {METADATA}")
+    return METADATA
