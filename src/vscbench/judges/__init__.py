@@ -1,0 +1,1 @@
+"""Judges stage: (query, response[, image]) -> Label, and validation against human labels."""

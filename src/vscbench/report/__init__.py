@@ -1,0 +1,1 @@
+"""Reports stage: terminal table, Markdown, LaTeX, CSV/JSON, one-file HTML, plots."""
