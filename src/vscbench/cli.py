@@ -53,6 +53,103 @@ def _cmd_data_items(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_render(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vscbench.data import resolve_paths
+    from vscbench.data.render import render_release
+
+    s = render_release(
+        resolve_paths(a.root, a.metadata), out=Path(a.out) if a.out else None, force=a.force, workers=a.jobs
+    )
+    if a.json:
+        _print_json(s.to_dict())
+        return 0
+    for setting in s.written:
+        sys.stdout.write(f"{setting}: {s.written[setting]} written, {s.kept[setting]} kept\n")
+    if s.skipped_no_search:
+        sys.stdout.write(f"concat: {len(s.skipped_no_search)} skipped (search image not present)\n")
+    sys.stdout.write(f"images under {s.out} (font {s.font})\n")
+    return 0
+
+
+def _cmd_data_verify(a: argparse.Namespace) -> int:
+    from vscbench.data import resolve_paths
+    from vscbench.data.verify import verify_release
+
+    report = verify_release(resolve_paths(a.root, a.metadata), max_pixels=a.max_pixels, workers=a.jobs)
+    if a.json:
+        _print_json(report.to_dict())
+    else:
+        sys.stdout.write("\n".join(report.lines()) + "\n")
+    if not report.ok:
+        sys.stderr.write(
+            f"vscbench: the release under {report.root} is not whole: {len(report.missing)} missing, "
+            f"{len(report.bad)} bad image(s)\n"
+        )
+    return 0 if report.ok else 1
+
+
+def _cmd_data_fetch(a: argparse.Namespace) -> int:
+    from vscbench.data import resolve_paths
+    from vscbench.data.fetch import fetch_images, fetch_metadata
+
+    paths = resolve_paths(a.root)
+    for f in fetch_metadata(paths.root, base_url=a.base_url, force=a.force):
+        sys.stdout.write(f"{f.name}: {f.action} ({f.path}, sha256 {f.sha256[:12]}… matches the pin)\n")
+    if a.metadata_only:
+        return 0
+    s = fetch_images(paths.root, drive_id=a.drive_id)
+    sys.stdout.write(f"images: {s.files} under {s.root}\n")
+    return 0
+
+
+def _cmd_data_import(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vscbench.data import resolve_paths
+    from vscbench.data.archive import import_archive
+
+    s = import_archive(Path(a.archive), resolve_paths(a.root).root)
+    if a.json:
+        _print_json(s.to_dict())
+        return 0
+    for folder, n in s.files.items():
+        sys.stdout.write(f"{folder}: {n} files\n")
+    for name in s.metadata:
+        sys.stdout.write(f"{name}: installed (matches the pinned upstream copy)\n")
+    for note in s.skipped:
+        sys.stdout.write(f"skipped: {note}\n")
+    sys.stdout.write(f"imported into {s.root}; check with: vscbench data verify --root {s.root}\n")
+    return 0
+
+
+def _cmd_data_export(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vscbench.data import load_items, resolve_paths
+    from vscbench.data.export import export_items
+
+    items = load_items(resolve_paths(a.root, a.metadata), half=a.half, settings=a.setting)
+    s = export_items(items, a.format, Path(a.out), embed=a.embed_images)
+    note = f" ({s.images_missing} image files not present)" if s.images_missing else ""
+    sys.stdout.write(f"wrote {s.rows} items as {s.format} to {s.out}{note}\n")
+    return 0
+
+
+_SETTINGS = ("image", "text", "search", "typography", "concat", "figstep")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {v}")
+    return v
+
+
 def _register_data(sub: argparse._SubParsersAction[Any]) -> None:
     data = sub.add_parser("data", help="get, check, render and export the benchmark data")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND", parser_class=_Parser)
@@ -60,17 +157,233 @@ def _register_data(sub: argparse._SubParsersAction[Any]) -> None:
     p = dsub.add_parser("items", help="list the benchmark items")
     _add_data_args(p)
     p.add_argument("--half", choices=["image", "text"])
-    p.add_argument(
-        "--setting", action="append", help="image, text, search, typography, concat, figstep (repeatable)"
-    )
+    p.add_argument("--setting", action="append", choices=list(_SETTINGS), help="only this setting (repeatable)")
     p.add_argument("--json", action="store_true", help="a JSON list of objects keyed by the Item field names")
     p.set_defaults(func=_cmd_data_items)
-    # (data: fetch, import, verify, render, export are registered here)
+
+    p = dsub.add_parser(
+        "render",
+        help="build the typography, FigStep and concat images from the metadata",
+        description="Render the 450 typography and 450 FigStep images (and concat images where the search "
+        "image exists) into <out>/vscbench_text_centric_images/<setting>/. Output is byte-identical across runs.",
+    )
+    _add_data_args(p)
+    p.add_argument("--out", help="write the images under this folder instead of the root (same layout)")
+    p.add_argument("--force", action="store_true", help="re-render images that already exist")
+    p.add_argument("--jobs", type=_positive_int, help="worker processes (default: the CPUs available)")
+    p.add_argument("--json", action="store_true", help="print what was done as JSON")
+    p.set_defaults(func=_cmd_data_render)
+
+    p = dsub.add_parser(
+        "verify",
+        help="check the release: counts, missing/corrupt/mislabelled images, metadata quirks",
+        description="Check every image the metadata names: present, decodable, within the pixel limit, and "
+        "in the format its extension says. Reports counts per half/category/setting/label, blank-query rows, "
+        "duplicate image names and which settings can run now. Exit 0 only when the release is whole, "
+        "else 1 (each bad file is named).",
+    )
+    _add_data_args(p)
+    p.add_argument("--json", action="store_true", help="the report as JSON with stable keys")
+    p.add_argument(
+        "--max-pixels", type=_positive_int, default=50_000_000, help="largest image accepted (width x height)"
+    )
+    p.add_argument("--jobs", type=_positive_int, help="threads decoding images (default: 2 x CPUs)")
+    p.set_defaults(func=_cmd_data_verify)
+
+    from vscbench.data.fetch import DRIVE_FILE_ID, RAW_BASE_URL
+
+    p = dsub.add_parser(
+        "fetch",
+        help="download the metadata (pinned, SHA-256 checked) and the image archive",
+        description="Download the two metadata files from jiahuigeng/VSCBench at commit 426fa1f (checked "
+        "against pinned SHA-256 hashes), then the image archive from the Google Drive link in the upstream "
+        "README (needs the 'fetch' extra: pip install 'vscbench[fetch]'), extracted safely under the root.",
+    )
+    p.add_argument("--root", help="release root (default: $VSCBENCH_HOME or ~/.cache/vscbench)")
+    p.add_argument("--metadata-only", action="store_true", help="download only the two metadata files")
+    p.add_argument("--force", action="store_true", help="download the metadata even if a good copy exists")
+    p.add_argument("--drive-id", default=DRIVE_FILE_ID, help="Google Drive file id of the image archive")
+    p.add_argument("--base-url", default=RAW_BASE_URL, help="where the metadata files are (a mirror)")
+    p.set_defaults(func=_cmd_data_fetch)
+
+    p = dsub.add_parser(
+        "import",
+        help="install an image archive downloaded by hand (zip or tar), safely",
+        description="Extract a zip/tar of the official release under the root: no absolute paths, no '..', "
+        "no links or devices, per-file/total size and file-count limits; only the release folders (and "
+        "metadata matching the pinned hashes) are installed.",
+    )
+    p.add_argument("archive", help="the .zip or .tar(.gz/.bz2/.xz) file")
+    p.add_argument("--root", help="release root (default: $VSCBENCH_HOME or ~/.cache/vscbench)")
+    p.add_argument("--json", action="store_true", help="print what was installed as JSON")
+    p.set_defaults(func=_cmd_data_import)
+
+    p = dsub.add_parser(
+        "export",
+        help="write the items for other harnesses (jsonl, parquet, Hugging Face datasets)",
+        description="One row per item: id, half, label, category/xstest_type, setting, query, image path "
+        "(hf: an Image feature with the bytes; parquet --embed-images: an image_bytes column).",
+    )
+    _add_data_args(p)
+    p.add_argument("--format", required=True, choices=["jsonl", "parquet", "hf"], help="output format")
+    p.add_argument("--out", required=True, help="output file (jsonl, parquet) or folder (hf)")
+    p.add_argument("--half", choices=["image", "text"], help="only this half")
+    p.add_argument("--setting", action="append", choices=list(_SETTINGS), help="only this setting (repeatable)")
+    p.add_argument("--embed-images", action="store_true", help="parquet: add the image bytes")
+    p.set_defaults(func=_cmd_data_export)
 
 
 # ==== run / runs ====================================================================================
+def _cmd_run(a: argparse.Namespace) -> int:
+    import math
+
+    from vscbench.runner.core import Limits, RetryPolicy
+    from vscbench.runner.run import run_generation
+    from vscbench.runner.select import Selection
+    from vscbench.types import GenConfig
+
+    timeout = a.timeout
+    if timeout is None:  # an in-process model is never timed out unless asked to
+        timeout = math.inf if a.model.startswith("hf/") else RetryPolicy().timeout_s
+    result = run_generation(
+        a.model,
+        base_url=a.base_url,
+        root=a.root,
+        metadata=a.metadata,
+        store=a.store,
+        run_id=a.run_id,
+        selection=Selection(
+            half=a.half,
+            settings=tuple(a.setting or ()),
+            categories=tuple(a.category or ()),
+            items_file=a.items,
+            limit=a.limit,
+            sample_seed=a.sample_seed,
+        ),
+        config=GenConfig(temperature=a.temperature, max_tokens=a.max_tokens, seed=a.seed, top_p=a.top_p),
+        calibrations=a.calibration or (),
+        limits=Limits(concurrency=a.concurrency, rpm=a.rpm, tpm=a.tpm),
+        policy=RetryPolicy(max_attempts=a.max_attempts, timeout_s=math.inf if timeout <= 0 else timeout),
+        retry_errors=a.retry_errors,
+        device=a.device,
+        batch_size=a.batch_size,
+        dtype=a.dtype,
+        progress=False if a.no_progress else None,
+    )
+    c = result.counts
+    if a.json:
+        _print_json(
+            {
+                "run_id": result.run_id,
+                "store": str(result.store_path),
+                "counts": c,
+                "sent": result.sent,
+                "skipped": result.skipped,
+                "excluded": len(result.excluded),
+                "stats": result.stats.to_dict(),
+            }
+        )
+    else:
+        sys.stdout.write(
+            f"run {result.run_id}{' (resumed)' if result.resumed else ''}\n"
+            f"store {result.store_path}\n"
+            f"items {c['items']}: sent {result.sent}, already answered {result.skipped}, "
+            f"never sent {len(result.excluded)} (blank query)\n"
+            f"ok {c['ok']}  blocked {c['blocked']}  empty {c['empty']}  error {c['error']}  "
+            f"pending {c['pending']}  ({result.stats.retries} retries, {result.stats.wall_s:.1f}s)\n"
+        )
+    if c["error"]:
+        sys.stderr.write(
+            f"vscbench: {c['error']} item(s) ended in error; re-ask them with "
+            f"'vscbench run -m {a.model} --run-id {result.run_id} --retry-errors'\n"
+        )
+    return 0
+
+
+def _cmd_runs(a: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from vscbench.runner.run import list_runs
+
+    runs = list_runs(a.store)
+    if a.json:
+        _print_json(runs)
+        return 0
+    if not runs:
+        sys.stdout.write("no runs yet\n")
+        return 0
+    cols = ("run", "model", "kind", "created (UTC)", "items", "ok", "blocked", "empty", "error", "pending")
+    rows = [
+        (
+            r["run_id"],
+            r["model"],
+            r["kind"],
+            dt.datetime.fromtimestamp(r["created_at"], dt.UTC).strftime("%Y-%m-%d %H:%M"),
+            *(str(r["counts"][k]) for k in ("items", "ok", "blocked", "empty", "error", "pending")),
+        )
+        for r in runs
+    ]
+    widths = [max(len(x) for x in col) for col in zip(cols, *rows, strict=True)]
+    for row in (cols, *rows):
+        sys.stdout.write("  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)).rstrip() + "\n")
+    return 0
+
+
 def _register_run(sub: argparse._SubParsersAction[Any]) -> None:
-    pass
+    p = sub.add_parser("run", help="generate a model's responses to the benchmark items (resumable)")
+    p.add_argument(
+        "-m",
+        "--model",
+        required=True,
+        help="PROVIDER/MODEL: openai/, openai-compatible/, anthropic/, google/, hf/",
+    )
+    p.add_argument(
+        "--base-url", help="API base URL (required for openai-compatible/, e.g. http://localhost:8000/v1)"
+    )
+    _add_data_args(p)
+    _add_store_arg(p)
+    p.add_argument("--run-id", help="name of the run; an existing id is resumed (default: generated)")
+    sel = p.add_argument_group("selection")
+    sel.add_argument("--half", choices=["image", "text"])
+    sel.add_argument(
+        "--setting", action="append", help="image, text, search, typography, concat, figstep (repeatable)"
+    )
+    sel.add_argument("--category", action="append", help="image category or XSTest type (repeatable)")
+    sel.add_argument("--items", metavar="FILE", help="item ids, one per line (or a JSON list)")
+    sel.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="a deterministic sample of N items balanced over halves, labels, categories/types, settings",
+    )
+    sel.add_argument("--sample-seed", type=int, default=0, help="seed of the --limit sample (default 0)")
+    gen = p.add_argument_group("generation")
+    gen.add_argument("--max-tokens", type=int, default=512)
+    gen.add_argument("--temperature", type=float, default=0.0)
+    gen.add_argument("--top-p", type=float)
+    gen.add_argument("--seed", type=int, default=0, help="sampling seed where the API takes one (default 0)")
+    gen.add_argument(
+        "--calibration", action="append", metavar="SPEC", help="e.g. reminder, fewshot:k=2 (repeatable)"
+    )
+    ex = p.add_argument_group("execution")
+    ex.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
+    ex.add_argument("--rpm", type=float, help="requests-per-minute budget")
+    ex.add_argument("--tpm", type=float, help="tokens-per-minute budget (estimated before, settled after)")
+    ex.add_argument("--timeout", type=float, help="seconds per request, 0 = none (default 120; none for hf/)")
+    ex.add_argument("--max-attempts", type=int, default=6, help="attempts per item (default 6)")
+    ex.add_argument("--retry-errors", action="store_true", help="re-ask the items that ended in error")
+    ex.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    hf = p.add_argument_group("hf/ models")
+    hf.add_argument("--batch-size", type=int, help="generation batch size (default 1)")
+    hf.add_argument("--device", choices=["cpu", "cuda", "auto"], help="default auto")
+    hf.add_argument("--dtype", help="torch dtype (default float32 on CPU, bfloat16 on CUDA)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_run)
+
+    r = sub.add_parser("runs", help="list the runs in the store with their counts")
+    _add_store_arg(r)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=_cmd_runs)
 
 
 # ==== judge =========================================================================================
@@ -79,13 +392,242 @@ def _register_judge(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 # ==== report / plot / score =========================================================================
+def _build_report(a: argparse.Namespace, run_ids: list[str]) -> Any:
+    from vscbench.report import build_report
+    from vscbench.store import Store
+
+    with Store(a.store, create=False) as store:
+        return build_report(
+            store, run_ids, judge=a.judge, blocked=a.blocked, ci=a.ci, seed=a.seed, n_boot=a.resamples
+        )
+
+
+def _cmd_report(a: argparse.Namespace) -> int:
+    from vscbench.report import render, write_report
+
+    rep = _build_report(a, a.run)
+    if a.out:
+        for p in write_report(rep, a.format, a.out, thumbnails=not a.no_thumbnails):
+            sys.stdout.write(f"wrote {p}\n")
+    else:
+        color = a.format == "table" and sys.stdout.isatty()
+        sys.stdout.write(render(rep, a.format, color=color, thumbnails=not a.no_thumbnails))
+    return 0
+
+
+def _cmd_plot(a: argparse.Namespace) -> int:
+    from vscbench.report.plot import write_plots
+
+    for p in write_plots(_build_report(a, a.run), a.out, a.format):
+        sys.stdout.write(f"wrote {p}\n")
+    return 0
+
+
+def _cmd_score(a: argparse.Namespace) -> int:
+    from vscbench.data import load_items, resolve_paths
+    from vscbench.report import render
+    from vscbench.report.score import score_file
+    from vscbench.store import Store
+
+    items = load_items(resolve_paths(a.root, a.metadata))
+    with Store(a.store) as store:
+        rep = score_file(
+            store, a.file, items, judge=a.judge, run_id=a.run_id, model=a.model, blocked=a.blocked
+        )
+    sys.stdout.write(render(rep, "table", color=sys.stdout.isatty()))
+    sys.stdout.write(f"run id: {rep.runs[0].run_id}\n")
+    return 0
+
+
+def _add_report_metric_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--blocked",
+        choices=["refuse", "exclude"],
+        default="refuse",
+        help="how responses blocked by the provider's safety filter are scored (default: refuse = as REFUSE)",
+    )
+    p.add_argument("--ci", action="store_true", help="95%% intervals by cluster bootstrap over queries")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    _add_store_arg(p)
+
+
 def _register_report(sub: argparse._SubParsersAction[Any]) -> None:
-    pass
+    p = sub.add_parser("report", help="the paper's scores for stored, judged runs (table, md, latex, csv, json, html)")
+    p.add_argument("--run", action="append", required=True, metavar="ID", help="run id (repeatable; first = baseline)")
+    p.add_argument("--format", choices=["table", "md", "latex", "csv", "json", "html"], default="table")
+    p.add_argument("--out", metavar="PATH", help="write to this file instead of standard output")
+    p.add_argument("--judge", metavar="NAME", help="whose labels to score (default: local, else the only one stored)")
+    p.add_argument("--no-thumbnails", action="store_true", help="html: leave item images out")
+    _add_report_metric_args(p)
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("plot", help="the report's figures as PNG or SVG (needs the 'report' extra)")
+    p.add_argument("--run", action="append", required=True, metavar="ID", help="run id (repeatable)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the figures")
+    p.add_argument("--format", choices=["png", "svg"], default="png")
+    p.add_argument("--judge", metavar="NAME", help="whose labels to score (default: local, else the only one stored)")
+    _add_report_metric_args(p)
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("score", help="store, judge and report responses generated elsewhere (JSONL)")
+    p.add_argument("file", metavar="FILE.jsonl", help='one {"item_id": ..., "response": ...} object per line')
+    p.add_argument("--judge", default="local", metavar="NAME", help="judge to label with (default: local)")
+    p.add_argument("--run-id", metavar="ID", help="id for the new run (default: generated)")
+    p.add_argument("--model", metavar="NAME", help="name of the model that wrote the responses (recorded)")
+    p.add_argument(
+        "--blocked",
+        choices=["refuse", "exclude"],
+        default="refuse",
+        help="how responses with status 'blocked' are scored (default: refuse)",
+    )
+    _add_data_args(p)
+    _add_store_arg(p)
+    p.set_defaults(func=_cmd_score)
 
 
 # ==== calibrate / utility ===========================================================================
+def _cmd_calibrate_fit(a: argparse.Namespace) -> int:
+    from vscbench.calibration.steering import fit
+    from vscbench.data import resolve_paths
+    from vscbench.models.base import parse_model_spec
+
+    provider_name, model = parse_model_spec(a.model)
+    if provider_name != "hf":
+        raise VscbenchError(f"-m {a.model}: activation directions need an hf/ model (weights in this process)")
+    from vscbench.models.hf import HFProvider
+
+    provider = HFProvider(model, device=a.device, batch_size=a.batch_size, dtype=a.dtype)
+    res = fit(
+        provider, resolve_paths(a.root, a.metadata), a.layer, out=a.out, n_queries=a.n, seed=a.seed,
+        half=a.half, settings=a.setting,
+    )  # fmt: skip
+    p = res.provenance
+    if a.json:
+        _print_json({"path": str(res.path), "sha256": res.sha256, "provenance": p})
+        return 0
+    ps, pu = p["projection_safe"], p["projection_unsafe"]
+    sys.stdout.write(
+        f"direction  {res.path}\n"
+        f"sha256     {res.sha256}\n"
+        f"model      {p['model']}  layer {p['layer']} of 0..{p['num_layers'] - 1}  hidden {p['hidden_size']}\n"
+        f"fitted on  {p['n_queries']} queries ({p['n_safe']} safe, {p['n_unsafe']} unsafe inputs), seed {p['seed']}\n"
+        f"norm       {p['norm']:.4g}\n"
+        f"projection safe {ps['mean']:.4g} ± {ps['std']:.3g}   unsafe {pu['mean']:.4g} ± {pu['std']:.3g}"
+        f"   suggested revise threshold {p['suggested_threshold']:.4g}\n"
+        f"use it     --calibration steer:layer={p['layer']},alpha=-4,direction={res.path}\n"
+    )
+    return 0
+
+
 def _register_calibration(sub: argparse._SubParsersAction[Any]) -> None:
-    pass
+    cal = sub.add_parser("calibrate", help="fit what activation calibrations (steer, revise) need")
+    csub = cal.add_subparsers(dest="calibrate_command", required=True, metavar="COMMAND", parser_class=_Parser)
+    p = csub.add_parser(
+        "fit",
+        help="fit a steering direction (mean unsafe - mean safe activation at one layer) for an hf/ model",
+    )
+    p.add_argument("-m", "--model", required=True, help="hf/<hub id or local folder>")
+    p.add_argument("--layer", type=int, required=True, help="decoder layer whose output is steered (0-based)")
+    p.add_argument("--out", help="direction file (default: $VSCBENCH_HOME/directions/<model>.layer<L>.safetensors)")
+    p.add_argument("--n", type=int, default=32, help="calibration queries to draw (default 32)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration split (default 0)")
+    p.add_argument("--half", choices=["image", "text"], help="draw only from one half")
+    p.add_argument("--setting", action="append", help="draw only from these settings (repeatable)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype")
+    p.add_argument("--batch-size", type=int, default=8, help="inputs per forward pass (default 8)")
+    p.add_argument("--json", action="store_true", help="print the path, sha256 and provenance as JSON")
+    _add_data_args(p)
+    p.set_defaults(func=_cmd_calibrate_fit)
+    _register_utility(sub)
+
+
+def _cmd_utility(a: argparse.Namespace) -> int:
+    import math
+
+    from vscbench.runner.core import Limits, RetryPolicy
+    from vscbench.types import GenConfig
+    from vscbench.utility.run import run_utility
+    from vscbench.utility.scoring import format_summary
+
+    if not a.model or not a.data:
+        raise VscbenchError("utility needs -m MODEL and --data FILE.jsonl (or: vscbench utility make-synthetic)")
+    timeout = a.timeout
+    if timeout is None:  # an in-process model is never timed out unless asked to
+        timeout = math.inf if a.model.startswith("hf/") else RetryPolicy().timeout_s
+    res = run_utility(
+        a.model,
+        a.data,
+        calibrations=a.calibration or (),
+        base_url=a.base_url,
+        store=a.store,
+        run_id=a.run_id,
+        limit=a.limit,
+        grader=a.grader,
+        grader_base_url=a.grader_base_url,
+        config=GenConfig(temperature=a.temperature, max_tokens=a.max_tokens, seed=a.seed),
+        limits=Limits(concurrency=a.concurrency),
+        policy=RetryPolicy(max_attempts=a.max_attempts, timeout_s=math.inf if timeout <= 0 else timeout),
+        device=a.device,
+        batch_size=a.batch_size,
+        dtype=a.dtype,
+        progress=False if a.no_progress else None,
+    )
+    if a.json:
+        _print_json(
+            {"run_id": res.run_id, "store": str(res.store_path), "sent": res.sent, "counts": res.counts}
+            | {"scorer": res.grader or "rules", "utility": res.summary.to_dict()}
+        )
+    else:
+        sys.stdout.write(
+            f"run {res.run_id}{' (resumed)' if res.resumed else ''}\nstore {res.store_path}\n"
+            f"{format_summary(res.summary)}\n"
+        )
+    return 0
+
+
+def _cmd_utility_make_synthetic(a: argparse.Namespace) -> int:
+    from vscbench.utility.synthetic import make_synthetic
+
+    path = make_synthetic(a.out, a.n, seed=a.seed)
+    sys.stdout.write(f"{path}\n")
+    return 0
+
+
+def _register_utility(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser(
+        "utility",
+        help="general utility on a VQA-style JSONL set (accuracy with a 95%% interval), or make a synthetic set",
+        description="vscbench utility -m MODEL --data FILE.jsonl [...]   or   vscbench utility make-synthetic --out DIR",
+    )
+    p.add_argument("-m", "--model", help="PROVIDER/MODEL (as for vscbench run)")
+    p.add_argument("--data", metavar="FILE.jsonl", help="the utility set (image paths relative to the file)")
+    p.add_argument("--base-url", help="API base URL (required for openai-compatible/)")
+    p.add_argument("--calibration", action="append", metavar="SPEC", help="as for vscbench run (repeatable)")
+    _add_store_arg(p)
+    p.add_argument("--run-id", help="name of the run; an existing utility run is resumed (default: generated)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N examples of the file")
+    p.add_argument("--grader", metavar="rubric:PROVIDER/MODEL", help="score with an LLM grader instead of the rules")
+    p.add_argument("--grader-base-url", help="API base URL of the grader model")
+    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed where the API takes one (default 0)")
+    p.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
+    p.add_argument("--timeout", type=float, help="seconds per request, 0 = none (default 120; none for hf/)")
+    p.add_argument("--max-attempts", type=int, default=6, help="attempts per item (default 6)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    p.add_argument("--batch-size", type=int, help="hf/: generation batch size")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="hf/: device (default auto)")
+    p.add_argument("--dtype", help="hf/: torch dtype")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_utility)
+    usub = p.add_subparsers(dest="utility_command", required=False, metavar="COMMAND", parser_class=_Parser)
+    s = usub.add_parser("make-synthetic", help="write a checkable synthetic set (shapes, colours, counts, words)")
+    s.add_argument("--out", required=True, metavar="DIR", help="folder for data.jsonl and images/")
+    s.add_argument("--n", type=int, default=100, help="number of examples (default 100)")
+    s.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    s.set_defaults(func=_cmd_utility_make_synthetic)
 
 
 # ==== main ==========================================================================================

@@ -6,7 +6,7 @@ Every problem is reported as one :class:`MetadataError` line naming the file, th
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,8 @@ class MetaRow:
 
     row: int
     values: dict[str, str]
+    #: Column name -> spreadsheet column letter, for messages (empty when not read from a sheet).
+    letters: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _column_letter(index: int) -> str:
@@ -117,9 +119,11 @@ def read_sheet(path: Path, required: tuple[str, ...]) -> list[MetaRow]:
         ) from exc
     except Exception as exc:  # openpyxl raises assorted errors on damaged workbooks
         raise MetadataError(f"{path}: not a readable .xlsx file ({exc.__class__.__name__}: {exc})") from exc
+    at = "row 1"
     try:
         found: list[str] = []
         for ws in wb.worksheets:
+            at = f"sheet '{ws.title}' row 1"
             rows = ws.iter_rows(values_only=True)
             try:
                 header_raw = next(rows)
@@ -138,19 +142,28 @@ def read_sheet(path: Path, required: tuple[str, ...]) -> list[MetaRow]:
                     )
                 continue
             index = {c: header.index(c) for c in required}
+            letters = {c: _column_letter(ci) for c, ci in index.items()}
             out: list[MetaRow] = []
             for rownum, raw in enumerate(rows, start=2):
+                at = f"sheet '{ws.title}' after row {rownum - 1}"
                 if raw is None or all(v is None or (isinstance(v, str) and not v.strip()) for v in raw):
                     continue  # trailing empty rows
                 values: dict[str, str] = {}
                 for col, ci in index.items():
                     v: Any = raw[ci] if ci < len(raw) else None
                     values[col] = _cell(path, ws.title, rownum, ci, col, v)
-                out.append(MetaRow(rownum, values))
+                out.append(MetaRow(rownum, values, letters))
             return out
         raise MetadataError(
-            f"{path}: no sheet has the columns {', '.join(required)} (sheets: {', '.join(found) or 'none'})"
+            f"{path}: no sheet has the columns {', '.join(required)} in row 1 "
+            f"(sheets: {', '.join(found) or 'none'})"
         )
+    except MetadataError:
+        raise
+    except Exception as exc:  # read-only mode parses lazily: damaged XML/zip data surfaces while iterating
+        raise MetadataError(
+            f"{path}: not a readable .xlsx file (damaged data at {at}: {exc.__class__.__name__}: {exc})"
+        ) from exc
     finally:
         wb.close()
 
@@ -189,7 +202,7 @@ def read_image_centric(path: Path) -> list[MetaRow]:
         cat = r.values["Category"].strip()
         if cat not in SOURCE_CATEGORIES:
             raise MetadataError(
-                f"{path}: row {r.row} column A (Category): unknown category {cat!r} "
+                f"{path}: row {r.row} column {r.letters.get('Category', 'A')} (Category): unknown category {cat!r} "
                 f"(expected one of {', '.join(sorted(set(SOURCE_CATEGORIES) - {'pornography'}))})"
             )
     return rows
@@ -200,5 +213,7 @@ def read_text_centric(path: Path) -> list[MetaRow]:
     for r in rows:
         t = r.values["type"].strip()
         if t not in XSTEST_TYPES:
-            raise MetadataError(f"{path}: row {r.row} column A (type): unknown XSTest type {t!r}")
+            raise MetadataError(
+                f"{path}: row {r.row} column {r.letters.get('type', 'A')} (type): unknown XSTest type {t!r}"
+            )
     return rows

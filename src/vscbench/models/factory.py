@@ -1,0 +1,64 @@
+"""``provider/model`` -> a :class:`~vscbench.models.base.Provider`. The one place providers are named.
+
+Keys come from each SDK's usual environment variable (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``,
+``GEMINI_API_KEY``/``GOOGLE_API_KEY``); ``openai-compatible`` works without one. SDKs are imported only when
+their provider is asked for, so a missing extra is one line naming the ``pip install``.
+
+Options (all optional, ``None`` means "the provider's default"):
+
+- API providers: ``api_key``, ``max_connections`` (keep-alive pool size, e.g. the runner's concurrency),
+  ``timeout`` (seconds, the SDK's own; the runner has its own per-request timeout on top);
+- ``hf``: ``device`` (``cpu``/``cuda``/``auto``), ``batch_size``, ``dtype``.
+
+Options that do not apply to the chosen provider are ignored, so the CLI can pass them all.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from vscbench.errors import VscbenchError
+from vscbench.models.base import Provider, parse_model_spec
+
+_API_OPTIONS = ("api_key", "max_connections", "timeout")
+_HF_OPTIONS = ("device", "batch_size", "dtype")
+
+
+def _pick(options: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {k: options[k] for k in names if options.get(k) is not None}
+
+
+def make_provider(spec: str, *, base_url: str | None = None, **options: Any) -> Provider:
+    """Build the provider named by ``spec`` (e.g. ``openai/gpt-4o-mini``, ``hf/llava-hf/llava-1.5-7b-hf``)."""
+    provider, model = parse_model_spec(spec)
+    if provider == "hf":
+        if base_url:
+            raise VscbenchError(f"--base-url is for API providers; '{spec}' runs in this process")
+        try:
+            mod = importlib.import_module("vscbench.models.hf")
+        except ModuleNotFoundError as exc:
+            if exc.name in ("vscbench.models.hf",):
+                raise VscbenchError("the hf/ provider is not available in this build of vscbench") from exc
+            raise
+        hf_provider: Provider = mod.HFProvider(model, **_pick(options, _HF_OPTIONS))
+        return hf_provider
+    api = _pick(options, _API_OPTIONS)
+    if provider in ("openai", "openai-compatible"):
+        compatible = provider == "openai-compatible"
+        if compatible and not base_url:
+            raise VscbenchError(
+                f"'{spec}' needs --base-url (e.g. http://localhost:8000/v1 for a vLLM or SGLang server)"
+            )
+        from vscbench.models.openai_api import OpenAIProvider
+
+        return OpenAIProvider(model, base_url=base_url, compatible=compatible, **api)
+    if provider == "anthropic":
+        from vscbench.models.anthropic_api import AnthropicProvider
+
+        return AnthropicProvider(model, base_url=base_url, **api)
+    if provider == "google":
+        from vscbench.models.google_api import GoogleProvider
+
+        return GoogleProvider(model, base_url=base_url, **api)
+    raise VscbenchError(f"unknown provider '{provider}' in '{spec}'")  # pragma: no cover - parse_model_spec

@@ -1,0 +1,279 @@
+"""Collect what a report needs from the store and compute its metrics. No formatting here.
+
+A :class:`Report` is built once (:func:`build_report`) and rendered by the format modules
+(``tables``, ``longform``, ``html``, ``plot``). It holds, per run, the items, each stored response, every
+judge's labels, the outcome under the chosen judge, and the metrics; plus the paired comparisons of every
+later run against the first one on their common items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vscbench.errors import VscbenchError
+from vscbench.metrics import (
+    DEFAULT_RESAMPLES,
+    EXCLUSION_REASONS,
+    BlockedPolicy,
+    Comparison,
+    Group,
+    MetricValue,
+    Outcome,
+    Verdict,
+    check_policy,
+    compare,
+    evaluate,
+    evaluate_group,
+    verdicts_for,
+)
+from vscbench.store import Store
+from vscbench.types import Item, Label, Response
+
+DEFAULT_JUDGE = "local"
+#: Manifest key a run sets to put a warning banner on every report of it (e.g. the demo's random model).
+BANNER_KEY = "banner"
+#: Manifest key listing the items a run never sent (e.g. blank queries).
+EXCLUDED_KEY = "excluded_items"
+
+
+def choose_judge(run_id: str, stored: Sequence[str], requested: str | None) -> str:
+    """The judge whose labels score a run: ``requested`` if given, else ``local``, else the only one stored."""
+    if requested:
+        if requested in stored:
+            return requested
+        have = f" (stored: {', '.join(stored)})" if stored else " (it has no labels yet)"
+        raise VscbenchError(
+            f"run '{run_id}' has no labels from judge '{requested}'{have}: "
+            f"run 'vscbench judge --run {run_id} --judge {requested}' first"
+        )
+    if not stored:
+        raise VscbenchError(f"run '{run_id}' has no labels yet: run 'vscbench judge --run {run_id}' first")
+    if DEFAULT_JUDGE in stored:
+        return DEFAULT_JUDGE
+    if len(stored) == 1:
+        return stored[0]
+    raise VscbenchError(
+        f"run '{run_id}' has labels from several judges ({', '.join(stored)}): pick one with --judge"
+    )
+
+
+def excluded_ids(manifest: Mapping[str, Any]) -> set[str]:
+    """Item ids the run never sent, from the manifest's ``excluded_items`` (ids, or objects with ``item_id``/``id``)."""
+    raw = manifest.get(EXCLUDED_KEY) or []
+    out: set[str] = set()
+    if isinstance(raw, Mapping):
+        return {str(k) for k in raw}
+    if isinstance(raw, (list, tuple)):
+        for x in raw:
+            if isinstance(x, str):
+                out.add(x)
+            elif isinstance(x, Mapping):
+                iid = x.get("item_id", x.get("id"))
+                if iid is not None:
+                    out.add(str(iid))
+    return out
+
+
+@dataclass
+class RunReport:
+    """One run as a report sees it. ``outcomes`` use the labels of ``judge``."""
+
+    run_id: str
+    model: str
+    kind: str
+    manifest: dict[str, Any]
+    judge: str
+    judges: list[str]
+    items: list[Item]
+    responses: dict[str, Response]
+    labels: dict[str, dict[str, Label]]
+    outcomes: dict[str, Outcome]
+    verdicts: dict[str, Verdict]
+    metrics: list[MetricValue]
+    coverage: MetricValue
+    not_sent_unlisted: int = 0
+
+    @property
+    def banner(self) -> str | None:
+        b = self.manifest.get(BANNER_KEY)
+        return str(b) if b else None
+
+    def metric(self, group: str, name: str) -> MetricValue | None:
+        for m in self.metrics:
+            if m.group == group and m.metric == name:
+                return m
+        return None
+
+    def value(self, group: str, name: str) -> float | None:
+        m = self.metric(group, name)
+        return m.value if m else None
+
+
+@dataclass
+class PairedComparison:
+    """Run ``b`` against the baseline ``a`` on their common items."""
+
+    a: str
+    b: str
+    n_common: int
+    rows: list[Comparison]
+
+
+@dataclass
+class Report:
+    runs: list[RunReport]
+    blocked: BlockedPolicy
+    ci: bool
+    seed: int
+    n_boot: int
+    confidence: float
+    comparisons: list[PairedComparison] = field(default_factory=list)
+    tradeoff: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def judges(self) -> list[str]:
+        return sorted({j for r in self.runs for j in r.judges})
+
+    def describe_ci(self) -> str:
+        if not self.ci:
+            return "no intervals (add --ci)"
+        return (
+            f"{self.confidence:.0%} percentile intervals, cluster bootstrap over queries, "
+            f"{self.n_boot} resamples, seed {self.seed}"
+        )
+
+    def describe_blocked(self) -> str:
+        n = sum(r.coverage.blocked for r in self.runs)
+        how = "scored as REFUSE" if self.blocked == "refuse" else "excluded from the rates"
+        return f"blocked responses (provider safety filter): {n}, {how} (--blocked {self.blocked})"
+
+
+def load_run(
+    store: Store,
+    run_id: str,
+    *,
+    judge: str | None = None,
+    blocked: BlockedPolicy = "refuse",
+    ci: bool = False,
+    seed: int = 0,
+    n_boot: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+) -> RunReport:
+    info = store.get_run(run_id)
+    stored = store.judges(run_id)
+    chosen = choose_judge(run_id, stored, judge)
+    items = store.run_items(run_id)
+    responses = store.responses(run_id)
+    labels = {j: {iid: sl.label for iid, sl in store.labels(run_id, j).items()} for j in stored}
+    never = excluded_ids(info.manifest)
+    outcomes: dict[str, Outcome] = {}
+    for it in items:
+        r = responses.get(it.id)
+        outcomes[it.id] = Outcome(
+            status=r.status if r is not None else None,
+            label=labels[chosen].get(it.id),
+            sent=it.id not in never,
+        )
+    vd = verdicts_for(items, outcomes, blocked)
+    metrics = evaluate(items, outcomes, blocked=blocked, ci=ci, n_boot=n_boot, seed=seed, confidence=confidence)
+    cov = next(
+        m
+        for m in evaluate_group(Group("run", "run", "run", tuple(items)), vd)
+        if m.metric == "coverage"
+    )
+    unlisted = len(never - {i.id for i in items})
+    if unlisted:
+        reasons = dict(cov.reasons)
+        reasons["not_sent"] = reasons.get("not_sent", 0) + unlisted
+        cov = MetricValue(
+            group=cov.group,
+            metric=cov.metric,
+            value=(cov.n - cov.excluded) / (cov.n + unlisted),
+            n=cov.n + unlisted,
+            excluded=cov.excluded + unlisted,
+            reasons=reasons,
+            blocked=cov.blocked,
+        )
+    return RunReport(
+        run_id=run_id,
+        model=info.model,
+        kind=info.kind,
+        manifest=info.manifest,
+        judge=chosen,
+        judges=stored,
+        items=items,
+        responses=responses,
+        labels=labels,
+        outcomes=outcomes,
+        verdicts=vd,
+        metrics=metrics,
+        coverage=cov,
+        not_sent_unlisted=unlisted,
+    )
+
+
+def _load_tradeoff(store: Store, run_ids: Sequence[str], judge_id: str) -> list[dict[str, Any]]:
+    """Rows of the calibration/utility trade-off table when that module is installed (another stage owns it)."""
+    try:
+        from vscbench.report import tradeoff
+    except ImportError:
+        return []
+    rows = tradeoff.tradeoff_rows(store, list(run_ids), judge_id)
+    return list(rows or [])
+
+
+def build_report(
+    store: Store,
+    run_ids: Sequence[str],
+    *,
+    judge: str | None = None,
+    blocked: str = "refuse",
+    ci: bool = False,
+    seed: int = 0,
+    n_boot: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    tradeoff: bool = True,
+) -> Report:
+    """Everything a report shows, for ``run_ids`` in the given order (the first is the comparison baseline)."""
+    try:
+        policy = check_policy(blocked)
+    except ValueError as exc:
+        raise VscbenchError(f"--blocked: {exc}") from exc
+    if not run_ids:
+        raise VscbenchError("name at least one run with --run (see 'vscbench runs')")
+    seen: set[str] = set()
+    dupes = [r for r in run_ids if r in seen or seen.add(r)]  # type: ignore[func-returns-value]
+    if dupes:
+        raise VscbenchError(f"--run {dupes[0]} given twice")
+    runs = [
+        load_run(store, rid, judge=judge, blocked=policy, ci=ci, seed=seed, n_boot=n_boot, confidence=confidence)
+        for rid in run_ids
+    ]
+    rep = Report(runs=runs, blocked=policy, ci=ci, seed=seed, n_boot=n_boot, confidence=confidence)
+    base = runs[0]
+    base_ids = {i.id for i in base.items}
+    for other in runs[1:]:
+        common = [i for i in other.items if i.id in base_ids]
+        if not common:
+            continue
+        rows = compare(
+            common,
+            base.outcomes,
+            other.outcomes,
+            blocked=policy,
+            n_boot=n_boot if ci else 0,
+            seed=seed,
+            confidence=confidence,
+        )
+        rep.comparisons.append(PairedComparison(base.run_id, other.run_id, len(common), rows))
+    if tradeoff:
+        rep.tradeoff = _load_tradeoff(store, run_ids, base.judge)
+    return rep
+
+
+def reasons_text(m: MetricValue) -> str:
+    """``error 2, unjudged 1`` (only non-zero reasons), or ``none``."""
+    parts = [f"{r.replace('_', ' ')} {m.reasons[r]}" for r in EXCLUSION_REASONS if m.reasons.get(r)]
+    return ", ".join(parts) if parts else "none"

@@ -1,0 +1,146 @@
+"""`vscbench score`: responses made elsewhere are validated line by line, stored as a run, judged, reported."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vscbench.cli import main
+from vscbench.data import load_items, resolve_paths
+from vscbench.errors import VscbenchError
+from vscbench.report.score import parse_responses, store_scored_run
+from vscbench.store import Store
+from vscbench.types import Item, Label, Status
+
+
+@pytest.fixture(scope="module")
+def items(metadata_dir: Path) -> list[Item]:
+    return load_items(resolve_paths(metadata_dir, metadata_dir))
+
+
+def by_id(items: list[Item]) -> dict[str, Item]:
+    return {i.id: i for i in items}
+
+
+def line(**kw: Any) -> str:
+    return json.dumps(kw)
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (['{"item_id": "tc/000/figstep", "response": "x"}', "{not json"], "f.jsonl:2: not valid JSON"),
+        (['["tc/000/figstep", "x"]'], "f.jsonl:1: expected a JSON object"),
+        (['{"item_id": "tc/000/figstep"}'], "f.jsonl:1: missing key 'response'"),
+        (['{"response": "x"}'], "f.jsonl:1: missing key 'item_id'"),
+        (['{"item_id": "tc/999/figstep", "response": "x"}'], "f.jsonl:1: unknown item id 'tc/999/figstep'"),
+        (
+            ['{"item_id": "tc/000/figstep", "response": "x"}', "", '{"item_id": "tc/000/figstep", "response": "y"}'],
+            "f.jsonl:3: duplicate item id 'tc/000/figstep' (first given on line 1)",
+        ),
+        (['{"item_id": "tc/000/figstep", "response": 3}'], "f.jsonl:1: 'response' must be a string"),
+        (['{"item_id": 7, "response": "x"}'], "f.jsonl:1: 'item_id' must be a string"),
+        (['{"item_id": "tc/000/figstep", "response": "x", "status": "fine"}'], "f.jsonl:1: unknown status 'fine'"),
+        (["", "  "], "f.jsonl: no responses"),
+    ],
+)
+def test_bad_lines_name_the_line(items: list[Item], lines: list[str], message: str) -> None:
+    with pytest.raises(VscbenchError) as e:
+        parse_responses(lines, by_id(items), "f.jsonl")
+    assert message in str(e.value)
+
+
+def test_statuses(items: list[Item]) -> None:
+    rs = parse_responses(
+        [
+            line(item_id="tc/000/figstep", response="Sure, here you go."),
+            line(item_id="tc/001/figstep", response="   "),
+            line(item_id="tc/002/figstep", response="", status="blocked"),
+            line(item_id="tc/003/figstep", response=None, status="error", error="timeout"),
+            line(item_id="ic/drugs/000/safe/0", response="ok", status="OK"),
+        ],
+        by_id(items),
+        "f",
+    )
+    assert [r.status for r in rs] == [Status.OK, Status.EMPTY, Status.BLOCKED, Status.ERROR, Status.OK]
+    assert rs[3].error == "timeout" and rs[0].error is None
+
+
+def test_invalid_file_stores_nothing(items: list[Item], tmp_path: Path) -> None:
+    f = tmp_path / "r.jsonl"
+    f.write_text(line(item_id="tc/000/figstep", response="a") + "\n" + line(item_id="nope", response="b") + "\n")
+    with Store(tmp_path / "s.sqlite") as st:
+        with pytest.raises(VscbenchError, match="r.jsonl:2: unknown item id 'nope'"):
+            store_scored_run(st, f, items, run_id="x")
+        assert not st.has_run("x")
+
+
+def test_cli_errors_are_one_line(metadata_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "r.jsonl"
+    f.write_text(line(item_id="tc/000/figstep", response="a") + "\n" + line(item_id="tc/000/figstep", response="b"))
+    code = main(["score", str(f), "--metadata", str(metadata_dir), "--store", str(tmp_path / "s.sqlite")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "r.jsonl:2: duplicate item id 'tc/000/figstep'" in err
+    code = main(["score", str(tmp_path / "absent.jsonl"), "--metadata", str(metadata_dir)])
+    assert code == 2 and "cannot read" in capsys.readouterr().err
+
+
+def test_score_stores_judges_and_reports(
+    metadata_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end through the CLI; the judge is a stand-in here (the judges' own tests cover labelling)."""
+    calls: list[tuple[str, list[str]]] = []
+
+    def judge_run(store: Store, run_id: str, judges: list[str]) -> None:
+        calls.append((run_id, judges))
+        labels = []
+        for iid, r in store.responses(run_id).items():
+            lab = Label.REFUSE if "cannot" in r.text else Label.COMPLY
+            labels.append((iid, lab, {}))
+        store.put_labels(run_id, judges[0], labels)
+
+    fake = types.ModuleType("vscbench.judges.apply")
+    fake.judge_run = judge_run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vscbench.judges.apply", fake)
+    f = tmp_path / "r.jsonl"
+    f.write_text(
+        "\n".join(
+            [
+                line(item_id="tc/000/figstep", response="I cannot help with that."),  # safe item, refused: wrong
+                line(item_id="tc/000/search", response="Here is how."),  # safe, answered: right
+                line(item_id="ic/drugs/000/unsafe/0", response="I cannot help with that."),  # unsafe, refused
+                line(item_id="ic/drugs/000/safe/0", response="Sure."),  # safe, answered
+                line(item_id="ic/drugs/000/unsafe/1", response="", status="error"),
+            ]
+        )
+        + "\n"
+    )
+    store = tmp_path / "s.sqlite"
+    code = main(["score", str(f), "--metadata", str(metadata_dir), "--store", str(store), "--run-id", "mine",
+                 "--model", "my-vllm-model", "--judge", "keyword"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert calls == [("mine", ["keyword"])]
+    assert "VSCBench summary" in out and out.rstrip().endswith("run id: mine")
+    with Store(store) as st:
+        info = st.get_run("mine")
+        assert (info.kind, info.model) == ("scored", "my-vllm-model")
+        assert info.manifest["source_file"] == "r.jsonl" and len(info.manifest["source_sha256"]) == 64
+        assert [i.id for i in st.run_items("mine")][:2] == ["tc/000/figstep", "tc/000/search"]
+        assert st.counts("mine")["error"] == 1
+    capsys.readouterr()
+    assert main(["report", "--run", "mine", "--format", "json", "--store", str(store)]) == 0
+    rows = {(r["group"], r["metric"]): r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows[("half=image", "SRA_u")]["value"] == 1.0
+    assert rows[("half=image", "SRA_u")]["excluded_error"] == 1
+    assert rows[("half=text", "SRA_s")]["value"] == 0.5
+    assert rows[("half=image", "pair_acc")]["value"] == 1.0  # drugs/000 slot 0: both right
+    # the same run id again is refused before anything is stored twice
+    assert main(["score", str(f), "--metadata", str(metadata_dir), "--store", str(store), "--run-id", "mine"]) == 2
+    assert "already exists" in capsys.readouterr().err

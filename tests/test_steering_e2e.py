@@ -1,0 +1,100 @@
+"""End to end: ``vscbench calibrate fit`` then ``vscbench run -m hf/<tiny model> --calibration steer|revise``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from hf_fixtures import tiny_model_dir
+from vscbench.calibration.steering import directions_dir, load_direction
+from vscbench.cli import main
+from vscbench.data import resolve_paths
+from vscbench.runner.run import select_items
+from vscbench.runner.select import Selection
+from vscbench.store import Store
+
+__all__ = ["tiny_model_dir"]  # fixture, imported for pytest
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
+    assert main(["run", *args, "--json", "--no-progress"]) == 0, capsys.readouterr().err
+    out: dict[str, object] = json.loads(capsys.readouterr().out)
+    return out
+
+
+def test_fit_then_steer_and_revise_runs(
+    tiny_model_dir: Path, metadata_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = f"hf/{tiny_model_dir}"
+    assert (
+        main(["calibrate", "fit", "-m", model, "--layer", "1", "--n", "6", "--metadata", str(metadata_dir)])
+        == 0
+    )
+    (path,) = directions_dir().glob("*.layer1.safetensors")
+    direction = load_direction(path)
+    capsys.readouterr()
+
+    # --limit 4 draws a balanced sample; pick a sample seed whose queries are not calibration queries
+    paths = resolve_paths(None, metadata_dir)
+    seed = next(
+        s
+        for s in range(100)
+        if not {
+            i.query_id
+            for i in select_items(paths, Selection(settings=("figstep",), limit=4, sample_seed=s))[0]
+        }
+        & direction.query_ids
+    )
+    common = ["-m", model, "--metadata", str(metadata_dir), "--setting", "figstep", "--limit", "4"]
+    common += ["--sample-seed", str(seed), "--max-tokens", "8", "--device", "cpu", "--batch-size", "2"]
+
+    plain = _run(capsys, *common, "--run-id", "plain")
+    steer = _run(capsys, *common, "--run-id", "steer", "--calibration", "steer:layer=1,alpha=-4")
+    revise = _run(capsys, *common, "--run-id", "revise", "--calibration", "revise:layer=1,alpha=-4")
+    untouched = _run(
+        capsys, *common, "--run-id", "untouched", "--calibration", "revise:layer=1,alpha=-4,threshold=1e9"
+    )
+    for res in (plain, steer, revise, untouched):
+        counts = res["counts"]
+        assert isinstance(counts, dict) and counts["ok"] + counts["empty"] == 4 and counts["error"] == 0
+
+    with Store() as store:
+        texts = {rid: {k: r.text for k, r in store.responses(rid).items()} for rid in ("plain", "untouched")}
+        assert texts["untouched"] == texts["plain"] and len(texts["plain"]) == 4
+        for rid, method in (("steer", "steer"), ("revise", "revise")):
+            manifest = store.get_run(rid).manifest
+            (cal,) = manifest["calibrations"]
+            m = cal["manifest"]
+            assert m["method"] == method and m["layer"] == 1 and m["alpha"] == -4.0
+            assert m["sha256"] == direction.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+            assert store.get_artifact(rid, m["artifact"]) == path.read_bytes()
+            for item_id in store.responses(rid):
+                req = store.request_of(rid, item_id)
+                assert req is not None and req["extra"]["steering"]["sha256"] == direction.sha256
+        threshold = store.get_run("revise").manifest["calibrations"][0]["manifest"]["threshold"]
+        assert threshold == pytest.approx(direction.provenance["suggested_threshold"])
+
+
+def test_run_refuses_calibration_queries_and_api_models(
+    tiny_model_dir: Path, metadata_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = f"hf/{tiny_model_dir}"
+    out = tmp_path / "d.safetensors"
+    fit = ["calibrate", "fit", "-m", model, "--layer", "0", "--n", "4", "--metadata", str(metadata_dir)]
+    assert main([*fit, "--out", str(out), "--setting", "figstep"]) == 0
+    qid = sorted(load_direction(out).query_ids)[0]
+    items = tmp_path / "items.txt"
+    items.write_text(f"{qid}/figstep\n")
+    capsys.readouterr()
+    code = main(["run", "-m", model, "--metadata", str(metadata_dir), "--items", str(items), "--max-tokens", "4",
+                 "--device", "cpu", "--no-progress", "--calibration", f"steer:alpha=1,direction={out}"])  # fmt: skip
+    assert code == 2
+    assert "were used to fit" in capsys.readouterr().err
+
+    code = main(["run", "-m", "openai-compatible/x", "--base-url", "http://127.0.0.1:9/v1", "--metadata",
+                 str(metadata_dir), "--limit", "2", "--calibration", f"steer:alpha=1,direction={out}"])  # fmt: skip
+    assert code == 2
+    assert "need an hf/ model" in capsys.readouterr().err
