@@ -46,6 +46,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _items(root: Path, n: int) -> list[Any]:
     from vscbench.data import load_items, resolve_paths
     from vscbench.runner.select import balanced_sample
@@ -189,7 +194,7 @@ def run_benchmark(
                     f"{'client':<22}{'items':>6}{'wall s':>9}{'ratio':>7}{'req/s':>8}{'RSS MB':>8}{'vs bare':>9}"
                 )
                 rows: dict[str, dict[str, Any]] = {}
-                for mode in modes:
+                for mode in dict.fromkeys(modes):
                     k = (thread_items or n) if mode == "threads" else n
                     before = _served(url)
                     r = _child(mode, url + "/v1", root, k, threads if mode == "threads" else c)
@@ -214,7 +219,7 @@ def run_benchmark(
                     vs = f"{r['wall'] / bare:.2f}" if bare else "-"
                     print(
                         f"{label:<22}{r['n']:>6}{r['wall']:>9.1f}{r['wall'] / ideal:>7.2f}"
-                        f"{n / r['wall']:>8.1f}{r['rss_mb']:>8.0f}{vs:>9}"
+                        f"{n / r['wall']:>8.1f}{r['rss_mb']:>8.0f}{r['cpu_s']:>7.1f}{vs:>9}"
                     )
                 run = rows.get("runner")
                 if run:
@@ -253,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.worker:
         r = WORKERS[a.worker](a.base_url, Path(a.root), a.n, a.concurrency)
         r["rss_mb"] = peak_rss_mb()
+        r["cpu_s"] = cpu_s()
         print(json.dumps(r))
         return 0
     return run_benchmark(

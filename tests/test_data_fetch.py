@@ -258,3 +258,41 @@ def test_safe_member_name() -> None:
     for bad in ("../a", "a/../../b", "/a", "C:/a", "a\\b", "a\x00b"):
         with pytest.raises(VscbenchError):
             safe_member_name(p, bad)
+
+
+def test_fetch_images_through_gdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], metadata_dir: Path
+) -> None:
+    """The Drive download is delegated to gdown (faked here: no network); its file goes through safe import."""
+    import sys
+    import types
+
+    calls: list[dict[str, object]] = []
+
+    def download(**kw: object) -> str:
+        calls.append(kw)
+        _zip(Path(str(kw["output"])), _good_members())
+        return str(kw["output"])
+
+    monkeypatch.setitem(sys.modules, "gdown", types.SimpleNamespace(download=download))
+    root = tmp_path / "root"
+    for name in METADATA_SHA256:  # metadata already in place: kept, no HTTP
+        root.mkdir(exist_ok=True)
+        (root / name).write_bytes((metadata_dir / name).read_bytes())
+    assert main(["data", "fetch", "--root", str(root), "--drive-id", "FILEID"]) == 0
+    assert calls and calls[0]["id"] == "FILEID"
+    assert (root / "vscbench_image_centric_images/drugs/safe_drugs_0_0.png").read_bytes() == PNG
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == []  # download folder removed
+    assert "kept" in capsys.readouterr().out
+
+
+def test_fetch_images_without_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from vscbench.data.fetch import fetch_images
+
+    monkeypatch.setitem(sys.modules, "gdown", None)  # import gdown -> ImportError
+    with pytest.raises(VscbenchError, match=r"pip install 'vscbench\[fetch\]'"):
+        fetch_images(tmp_path)

@@ -74,11 +74,28 @@ def test_cli_render_is_byte_identical(
     small_meta: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    args = ["data", "render", "--metadata", str(small_meta), "--out", str(out), "--jobs", "2"]
+    root = tmp_path / "root"
+    search = resolve_paths(root, small_meta).text_image("search", "d_0_3.png")  # row 2's search image
+    search.parent.mkdir(parents=True)
+    search.write_bytes(tiny_image_bytes("PNG"))
+    args = [
+        "data",
+        "render",
+        "--root",
+        str(root),
+        "--metadata",
+        str(small_meta),
+        "--out",
+        str(out),
+        "--jobs",
+        "2",
+    ]
     assert main(args) == 0
     first = _tree_digest(out)
     text = capsys.readouterr().out
-    assert "typography: 6 written" in text and "figstep: 6 written" in text and "concat: 6 skipped" in text
+    assert "typography: 6 written" in text and "figstep: 6 written" in text
+    assert "concat: 1 written" in text and "concat: 5 skipped" in text
+    assert "vscbench_text_centric_images/concat/0_concat.png" in first
     assert sum(1 for k in first if k.startswith("vscbench_text_centric_images/typography/")) == 6
     assert sum(1 for k in first if k.startswith("vscbench_text_centric_images/figstep/")) == 6
     assert "vscbench_text_centric_images/figstep/0_fistep.png" in first

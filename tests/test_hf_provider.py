@@ -159,3 +159,17 @@ def test_factory_builds_the_hf_provider(tiny_model_dir: Path) -> None:
     p = make_provider(f"hf/{tiny_model_dir}", device="cpu", batch_size=2, dtype="float32")
     assert isinstance(p, HFProvider) and p.batch_size == 2
     asyncio.run(p.aclose())
+
+
+def test_local_model_loads_without_any_connection(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("a network connection was attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    p = HFProvider(str(tiny_model_dir), device="cpu")
+    assert p.describe()["local_path"] == str(tiny_model_dir.resolve())

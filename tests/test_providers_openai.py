@@ -209,3 +209,20 @@ def test_describe_has_the_host_only(lb: Loopback) -> None:
     asyncio.run(p.aclose())
     assert d["base_url_host"] == f"127.0.0.1:{lb.port}"
     assert "pw" not in str(d) and "secret-path" not in str(d)
+
+
+def test_factory_hands_hf_options_to_the_hf_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    seen: dict[str, object] = {}
+
+    class FakeHF:
+        def __init__(self, model: str, **kw: object) -> None:
+            seen.update(kw, model=model)
+
+    fake = types.ModuleType("vscbench.models.hf")
+    fake.HFProvider = FakeHF  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vscbench.models.hf", fake)
+    make_provider("hf/org/tiny-vlm", device="cpu", batch_size=4, dtype=None, max_connections=16)
+    assert seen == {"model": "org/tiny-vlm", "device": "cpu", "batch_size": 4}

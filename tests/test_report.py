@@ -274,6 +274,10 @@ def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "no store here" in capsys.readouterr().err
     assert main(["report", "--run", "run_a", "--run", "run_a", "--store", str(store)]) == 2
     assert "given twice" in capsys.readouterr().err
+    assert main(["report", "--run", "run_a", "--ci", "--resamples", "0", "--store", str(store)]) == 2
+    assert "--resamples must be at least 1" in capsys.readouterr().err
+    assert main(["report", "--run", "run_a", "--seed", "-1", "--store", str(store)]) == 2
+    assert "--seed must be a non-negative" in capsys.readouterr().err
 
 
 def test_never_sent_items_are_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

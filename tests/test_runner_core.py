@@ -187,3 +187,18 @@ def test_estimate_tokens_counts_text_images_and_budget() -> None:
 def test_invalid_limits_are_rejected() -> None:
     with pytest.raises(ValueError):
         run(Scripted(), [req(1)], limits=Limits(concurrency=0))
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    p = Scripted({"1": [TransientError("x"), Status.OK]})
+    run(p, [req(i) for i in range(3)])  # progress=False
+    assert capsys.readouterr().err == ""
+    asyncio.run(
+        execute(p, [req(i) for i in range(3)], on_response=lambda r, s: None, progress=None, policy=FAST)
+    )
+    assert capsys.readouterr().err == ""  # stderr is not a terminal under pytest
+    asyncio.run(
+        execute(p, [req(i) for i in range(3)], on_response=lambda r, s: None, progress=True, description="demo")
+    )
+    err = capsys.readouterr().err
+    assert "demo" in err and "3/3" in err and "errors 0" in err

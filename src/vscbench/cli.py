@@ -92,14 +92,14 @@ def _cmd_data_verify(a: argparse.Namespace) -> int:
 
 def _cmd_data_fetch(a: argparse.Namespace) -> int:
     from vscbench.data import resolve_paths
-    from vscbench.data.fetch import fetch_images, fetch_metadata
+    from vscbench.data.fetch import DRIVE_FILE_ID, RAW_BASE_URL, fetch_images, fetch_metadata
 
     paths = resolve_paths(a.root)
-    for f in fetch_metadata(paths.root, base_url=a.base_url, force=a.force):
+    for f in fetch_metadata(paths.root, base_url=a.base_url or RAW_BASE_URL, force=a.force):
         sys.stdout.write(f"{f.name}: {f.action} ({f.path}, sha256 {f.sha256[:12]}… matches the pin)\n")
     if a.metadata_only:
         return 0
-    s = fetch_images(paths.root, drive_id=a.drive_id)
+    s = fetch_images(paths.root, drive_id=a.drive_id or DRIVE_FILE_ID)
     sys.stdout.write(f"images: {s.files} under {s.root}\n")
     return 0
 
@@ -156,7 +156,7 @@ def _register_data(sub: argparse._SubParsersAction[Any]) -> None:
 
     p = dsub.add_parser("items", help="list the benchmark items")
     _add_data_args(p)
-    p.add_argument("--half", choices=["image", "text"])
+    p.add_argument("--half", choices=["image", "text"], help="only this half")
     p.add_argument("--setting", action="append", choices=list(_SETTINGS), help="only this setting (repeatable)")
     p.add_argument("--json", action="store_true", help="a JSON list of objects keyed by the Item field names")
     p.set_defaults(func=_cmd_data_items)
@@ -190,8 +190,6 @@ def _register_data(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--jobs", type=_positive_int, help="threads decoding images (default: 2 x CPUs)")
     p.set_defaults(func=_cmd_data_verify)
 
-    from vscbench.data.fetch import DRIVE_FILE_ID, RAW_BASE_URL
-
     p = dsub.add_parser(
         "fetch",
         help="download the metadata (pinned, SHA-256 checked) and the image archive",
@@ -202,8 +200,12 @@ def _register_data(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--root", help="release root (default: $VSCBENCH_HOME or ~/.cache/vscbench)")
     p.add_argument("--metadata-only", action="store_true", help="download only the two metadata files")
     p.add_argument("--force", action="store_true", help="download the metadata even if a good copy exists")
-    p.add_argument("--drive-id", default=DRIVE_FILE_ID, help="Google Drive file id of the image archive")
-    p.add_argument("--base-url", default=RAW_BASE_URL, help="where the metadata files are (a mirror)")
+    p.add_argument(
+        "--drive-id", help="Google Drive file id of the image archive (default: the one in the upstream README)"
+    )
+    p.add_argument(
+        "--base-url", help="fetch the metadata files from this mirror instead of raw.githubusercontent.com"
+    )
     p.set_defaults(func=_cmd_data_fetch)
 
     p = dsub.add_parser(

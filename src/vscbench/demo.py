@@ -40,6 +40,15 @@ def _say(msg: str) -> None:
     sys.stdout.flush()
 
 
+def _quiet_transformers() -> None:
+    """No weight-loading progress bars in the demo's output (they say nothing about the benchmark)."""
+    try:
+        from transformers.utils import logging as tf_logging
+    except ImportError:
+        return
+    tf_logging.disable_progress_bar()
+
+
 def find_metadata(explicit: str | None = None) -> Path:
     """The first folder holding both metadata files, among the documented candidates."""
     from vscbench.data.paths import IMAGE_CENTRIC_XLSX, TEXT_CENTRIC_XLSX, default_root
@@ -137,6 +146,7 @@ def run_demo(
     else:
         _say(f"no model given (set {MODEL_ENV}, e.g. hf/HuggingFaceTB/SmolVLM-256M-Instruct, where the hub is reachable)")
     if run_id is None:
+        _quiet_transformers()
         from vscbench.models.tiny import build_tiny_vlm
 
         tiny = out / "tiny-vlm"

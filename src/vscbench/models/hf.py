@@ -129,7 +129,11 @@ class _Batcher:
                 return
             try:
                 results = await asyncio.to_thread(self.run, [p.request for p in batch])
-            except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
+            except asyncio.CancelledError:
+                for p in batch:
+                    p.future.cancel()
+                raise
+            except Exception as exc:  # handed to every caller of the batch
                 results = [exc] * len(batch)
             done = time.perf_counter()
             for p, res in zip(batch, results, strict=True):
@@ -178,7 +182,6 @@ class HFProvider:
         self.model, self.processor = self._load()
         self._lock = threading.Lock()  # one torch job at a time (generation, activations)
         self._batcher = _Batcher(self._run_batch, self.batch_size)
-        self._directions: dict[tuple[str, str], Any] = {}
 
     # -- loading ------------------------------------------------------------------------------------
     def _load(self) -> tuple[Any, Any]:
@@ -239,10 +242,15 @@ class HFProvider:
         }
 
     async def aclose(self) -> None:
-        with self._lock:
-            self.model = None
-            if self.device.startswith("cuda"):
-                self.torch.cuda.empty_cache()
+        """Drop the weights (after any batch in flight); later calls raise PermanentError."""
+
+        def release() -> None:
+            with self._lock:
+                self.model = None
+                if self.device.startswith("cuda"):
+                    self.torch.cuda.empty_cache()
+
+        await asyncio.to_thread(release)
 
     # -- prompts ------------------------------------------------------------------------------------
     def messages(self, request: Request) -> list[dict[str, Any]]:

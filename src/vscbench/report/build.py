@@ -243,6 +243,10 @@ def build_report(
         raise VscbenchError(f"--blocked: {exc}") from exc
     if not run_ids:
         raise VscbenchError("name at least one run with --run (see 'vscbench runs')")
+    if ci and n_boot < 1:
+        raise VscbenchError(f"--resamples must be at least 1, not {n_boot}")
+    if seed < 0:
+        raise VscbenchError(f"--seed must be a non-negative integer, not {seed}")
     seen: set[str] = set()
     dupes = [r for r in run_ids if r in seen or seen.add(r)]  # type: ignore[func-returns-value]
     if dupes:

@@ -251,6 +251,7 @@ def render_markdown(rep: Report) -> str:
     summary = _md_table(
         ["Run", "Model", "Judge", *(md_escape(h) for h in SUMMARY_HEADERS)],
         [[md_escape(r.run_id), md_escape(r.model), md_escape(r.judge), *summary_cells(r, rep.ci)] for r in rep.runs],
+        ["l", "l", "l"] + ["r"] * len(SUMMARY_HEADERS),
     )
     parts.append("### Summary (benchmark items)\n\n" + summary)
     parts.append(_md_blocks(rep, "Image-centric half", IMAGE_BLOCKS))
@@ -259,7 +260,11 @@ def render_markdown(rep: Report) -> str:
     if comp:
         parts.append(
             "### Paired comparison (common items; exact McNemar)\n\n"
-            + _md_table([md_escape(h) for h in COMPARISON_HEADERS], [[md_escape(c) for c in row] for row in comp])
+            + _md_table(
+                [md_escape(h) for h in COMPARISON_HEADERS],
+                [[md_escape(c) for c in row] for row in comp],
+                ["l", "l", "l"] + ["r"] * (len(COMPARISON_HEADERS) - 3),
+            )
         )
     tt = _tradeoff_text(rep)
     if tt:

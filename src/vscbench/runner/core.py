@@ -251,6 +251,7 @@ async def execute(
             else:
                 if tpm is not None and resp.input_tokens is not None and resp.output_tokens is not None:
                     tpm.give_back(estimate - (resp.input_tokens + resp.output_tokens))
+                resp.item_id = req.item_id  # the request's identity is authoritative
                 resp.attempts = attempt
                 if resp.latency_s is None:
                     resp.latency_s = round(time.monotonic() - t0, 4)

@@ -141,6 +141,40 @@ def _check_resume(run_id: str, stored: dict[str, Any], wanted: dict[str, Any]) -
             )
 
 
+@dataclass
+class _Plan:
+    """What a ``run`` invocation will work on, decided before any model is loaded or any request sent."""
+
+    run_id: str
+    resumed: bool
+    items: list[Item]
+    excluded: dict[str, str]
+
+
+def _plan(
+    store: Store,
+    paths: DataPaths,
+    run_id: str | None,
+    selection: Selection,
+    wanted: dict[str, Any],
+    model: str,
+) -> _Plan:
+    """New run: select items. Resumed run: check the manifest matches, then the run's items (plus any the
+    selection flags add). Raises before anything is written."""
+    if run_id is not None and store.has_run(run_id):
+        info = store.get_run(run_id)
+        if info.kind != RUN_KIND:
+            raise VscbenchError(f"run '{run_id}' is a {info.kind} run, not a generation run")
+        _check_resume(run_id, info.manifest, wanted)
+        stored_excluded = dict(info.manifest.get("excluded_items") or {})
+        if selection == Selection():  # no selection flags: exactly the run's own items
+            return _Plan(run_id, True, store.run_items(run_id), stored_excluded)
+        items, excluded = select_items(paths, selection)
+        return _Plan(run_id, True, items, stored_excluded | excluded)
+    items, excluded = select_items(paths, selection)
+    return _Plan(run_id or new_run_id(model), False, items, excluded)
+
+
 def run_generation(
     model: str,
     *,
@@ -163,40 +197,51 @@ def run_generation(
 ) -> RunResult:
     """Create or resume a generation run and answer every pending item (see the module invariants).
 
-    ``provider`` replaces the one ``model`` names (tests, embedding); it is then not closed here.
+    Order: check and select (nothing written), render missing images, build the provider (an ``hf/`` model
+    loads here), record the run, send. ``provider`` replaces the one ``model`` names (tests, embedding); it
+    is then not closed here.
     """
     provider_name, _ = parse_model_spec(model)
     cals = parse_calibrations(calibrations)
-    paths = resolve_paths(root, metadata)
-    own_provider = provider is None
-    if provider is None:
-        from vscbench.models.factory import make_provider
-
-        provider = make_provider(
-            model,
-            base_url=base_url,
-            max_connections=limits.concurrency,
-            device=device,
-            batch_size=batch_size,
-            dtype=dtype,
-        )
-    if any(c.requires_activations for c in cals) and not provider.supports_activations:
-        if own_provider:
-            asyncio.run(_aclose(provider))
+    needs_activations = any(c.requires_activations for c in cals)
+    if needs_activations and provider is None and provider_name != "hf":
         raise VscbenchError("activation methods (steer, revise) need an hf/ model")
+    paths = resolve_paths(root, metadata)
+    wanted: dict[str, Any] = {
+        "model": model,
+        "config": config.to_dict(),
+        "calibration_specs": list(calibrations),
+    }
+    with Store(store) as st:
+        plan = _plan(st, paths, run_id, selection, wanted, model)
+        _ensure_images(paths, plan.items)
+        own_provider = provider is None
+        if provider is None:
+            from vscbench.models.factory import make_provider
 
-    async def main() -> RunResult:
-        assert provider is not None
-        try:
-            return await _run(
-                provider, provider_name, model, paths, store, run_id, selection, config, cals, calibrations,
-                limits, policy, retry_errors, progress,
-            )  # fmt: skip
-        finally:
-            if own_provider:
-                await _aclose(provider)
+            provider = make_provider(
+                model,
+                base_url=base_url,
+                max_connections=limits.concurrency,
+                device=device,
+                batch_size=batch_size,
+                dtype=dtype,
+            )
+        prov = provider
 
-    return asyncio.run(main())
+        async def main() -> RunResult:
+            try:
+                if needs_activations and not prov.supports_activations:
+                    raise VscbenchError("activation methods (steer, revise) need an hf/ model")
+                return await _run(
+                    st, prov, provider_name, wanted, paths, plan, selection, config, cals, limits, policy,
+                    retry_errors, progress,
+                )  # fmt: skip
+            finally:
+                if own_provider:
+                    await _aclose(prov)
+
+        return asyncio.run(main())
 
 
 async def _aclose(provider: Provider) -> None:
@@ -207,146 +252,120 @@ async def _aclose(provider: Provider) -> None:
 
 
 async def _run(
+    store: Store,
     provider: Provider,
     provider_name: str,
-    model: str,
+    wanted: dict[str, Any],
     paths: DataPaths,
-    store_path: str | Path | None,
-    run_id: str | None,
+    plan: _Plan,
     selection: Selection,
     config: GenConfig,
     cals: list[Calibration],
-    cal_specs: Sequence[str],
     limits: Limits,
     policy: RetryPolicy,
     retry_errors: bool,
     progress: bool | None,
 ) -> RunResult:
-    # An in-process model (hf/) answers in batches: let enough requests queue up, and never time one out
-    # unless asked to (cancelling a batch member wastes the batch).
+    run_id = plan.run_id
+    # An in-process model (hf/) answers in batches: let at least a batch of requests queue up.
     batch = int(getattr(provider, "batch_size", 1) or 1)
     if batch > limits.concurrency:
         limits = replace(limits, concurrency=batch)
-    wanted: dict[str, Any] = {
-        "model": model,
-        "config": config.to_dict(),
-        "calibration_specs": list(cal_specs),
-    }
     describe = dict(provider.describe())
-    with Store(store_path) as store:
-        resumed = run_id is not None and store.has_run(run_id)
-        if resumed:
-            assert run_id is not None
-            info = store.get_run(run_id)
-            if info.kind != RUN_KIND:
-                raise VscbenchError(f"run '{run_id}' is a {info.kind} run, not a generation run")
-            _check_resume(run_id, info.manifest, wanted)
-            if selection == Selection():
-                items, excluded = store.run_items(run_id), dict(info.manifest.get("excluded_items") or {})
-            else:
-                items, excluded = select_items(paths, selection)
-                excluded = dict(info.manifest.get("excluded_items") or {}) | excluded
-        else:
-            items, excluded = select_items(paths, selection)
-            run_id = run_id or new_run_id(model)
-        _ensure_images(paths, items)
-        if resumed:
-            store.add_run_items(run_id, items)
-        else:
-            manifest = wanted | {
-                "kind": RUN_KIND,
-                "provider": provider_name,
-                "base_url_host": describe.get("base_url_host"),
-                "provider_info": describe,
-                "selection": selection.to_dict(),
-                "excluded_items": excluded,
-                "vscbench_version": __version__,
-                "created_at": time.time(),
-            }
-            store.create_run(run_id, kind=RUN_KIND, model=model, manifest=manifest, items=items)
-        all_items = store.run_items(run_id)
-
-        for cal in cals:
-            cal.prepare(all_items)
-        done = store.completed_item_ids(run_id, include_errors=not retry_errors)
-        pending = [it for it in all_items if it.id not in done]
-        requests = [build_request(it, config, cals) for it in pending]
-        for cal in cals:
-            for name, (data, media_type) in cal.artifacts().items():
-                store.put_artifact(run_id, name, data, media_type)
-
-        started = time.time()
-        invocation = {
-            "started_at": started,
-            "pending": len(pending),
-            "retry_errors": retry_errors,
+    if plan.resumed:
+        store.add_run_items(run_id, plan.items)
+    else:
+        manifest = wanted | {
+            "kind": RUN_KIND,
+            "provider": provider_name,
             "base_url_host": describe.get("base_url_host"),
-            "limits": {"concurrency": limits.concurrency, "rpm": limits.rpm, "tpm": limits.tpm},
-            "retry_policy": {
-                "max_attempts": policy.max_attempts,
-                "base_delay": policy.base_delay,
-                "max_delay": policy.max_delay,
-                "timeout_s": None if math.isinf(policy.timeout_s) else policy.timeout_s,
-            },
+            "provider_info": describe,
+            "selection": selection.to_dict(),
+            "excluded_items": plan.excluded,
             "vscbench_version": __version__,
+            "created_at": time.time(),
         }
+        store.create_run(run_id, kind=RUN_KIND, model=wanted["model"], manifest=manifest, items=plan.items)
+    all_items = store.run_items(run_id)
+
+    for cal in cals:
+        cal.prepare(all_items)
+    done = store.completed_item_ids(run_id, include_errors=not retry_errors)
+    pending = [it for it in all_items if it.id not in done]
+    requests = [build_request(it, config, cals) for it in pending]
+    request_json = {r.item_id: r.to_dict() for r in requests}
+    for cal in cals:
+        for name, (data, media_type) in cal.artifacts().items():
+            store.put_artifact(run_id, name, data, media_type)
+
+    started = time.time()
+    invocation = {
+        "started_at": started,
+        "pending": len(pending),
+        "retry_errors": retry_errors,
+        "base_url_host": describe.get("base_url_host"),
+        "provider_info": describe,
+        "limits": {"concurrency": limits.concurrency, "rpm": limits.rpm, "tpm": limits.tpm},
+        "retry_policy": {
+            "max_attempts": policy.max_attempts,
+            "base_delay": policy.base_delay,
+            "max_delay": policy.max_delay,
+            "timeout_s": None if math.isinf(policy.timeout_s) else policy.timeout_s,
+        },
+        "vscbench_version": __version__,
+    }
+    manifest = store.get_run(run_id).manifest
+    store.update_manifest(
+        run_id,
+        {
+            "excluded_items": plan.excluded,
+            "calibrations": [{"spec": c.spec, "manifest": c.manifest()} for c in cals],
+            "dataset": dataset_fingerprint(paths, all_items),
+            "started_at": manifest.get("started_at", started),
+            "finished_at": None,
+            "invocations": [*manifest.get("invocations", []), invocation],
+        },
+    )
+
+    def on_response(req: Request, resp: Response) -> None:
+        store.add_response(run_id, resp, request_json[req.item_id])
+
+    stats = ExecStats()
+    try:
+        stats = await execute(
+            provider,
+            requests,
+            on_response=on_response,
+            limits=limits,
+            policy=policy,
+            progress=progress,
+            description=run_id,
+        )
+    finally:
+        counts = store.counts(run_id)
+        finished = time.time()
         manifest = store.get_run(run_id).manifest
+        invocations = list(manifest.get("invocations", []))
+        if invocations:
+            invocations[-1] = invocations[-1] | {"finished_at": finished, "stats": stats.to_dict()}
         store.update_manifest(
             run_id,
             {
-                "excluded_items": excluded,
-                "calibrations": [{"spec": c.spec, "manifest": c.manifest()} for c in cals],
-                "dataset": dataset_fingerprint(paths, all_items),
-                "started_at": manifest.get("started_at", started),
-                "finished_at": None,
-                "invocations": [*manifest.get("invocations", []), invocation],
+                "finished_at": finished if counts["pending"] == 0 else None,
+                "counts": counts,
+                "invocations": invocations,
             },
         )
-
-        request_json: dict[str, dict[str, Any]] = {}
-        for r in requests:
-            request_json[r.item_id] = r.to_dict()
-
-        def on_response(req: Request, resp: Response) -> None:
-            assert run_id is not None
-            store.add_response(run_id, resp, request_json[req.item_id])
-
-        stats = ExecStats()
-        try:
-            stats = await execute(
-                provider,
-                requests,
-                on_response=on_response,
-                limits=limits,
-                policy=policy,
-                progress=progress,
-                description=run_id,
-            )
-        finally:
-            counts = store.counts(run_id)
-            finished = time.time()
-            manifest = store.get_run(run_id).manifest
-            invocations = list(manifest.get("invocations", []))
-            if invocations:
-                invocations[-1] = invocations[-1] | {"finished_at": finished, "stats": stats.to_dict()}
-            store.update_manifest(
-                run_id,
-                {
-                    "finished_at": finished if counts["pending"] == 0 else None,
-                    "counts": counts,
-                    "invocations": invocations,
-                },
-            )
-        return RunResult(
-            run_id=run_id,
-            store_path=store.path,
-            counts=counts,
-            stats=stats,
-            sent=len(requests),
-            skipped=len(all_items) - len(pending),
-            excluded=excluded,
-            resumed=resumed,
-        )
+    return RunResult(
+        run_id=run_id,
+        store_path=store.path,
+        counts=counts,
+        stats=stats,
+        sent=len(requests),
+        skipped=len(all_items) - len(pending),
+        excluded=plan.excluded,
+        resumed=plan.resumed,
+    )
 
 
 def list_runs(store: str | Path | None = None) -> list[dict[str, Any]]:
