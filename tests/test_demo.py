@@ -30,7 +30,6 @@ def test_demo_end_to_end_with_fallback_to_tiny_model(
 ) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    pytest.importorskip("vscbench.judges.apply", reason="the judges stage (vscbench.judges.apply) is not there yet")
     # an unloadable model: the demo must say so and fall back to the tiny random model
     monkeypatch.setenv(demo.MODEL_ENV, f"hf/{tmp_path / 'no-such-model'}")
     out = tmp_path / "demo_out"

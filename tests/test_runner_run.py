@@ -288,3 +288,13 @@ def test_a_planted_key_appears_nowhere(
     assert key.encode() not in blobs
     assert key not in out.out and key not in out.err
     assert key not in caplog.text and len(caplog.records) > 0
+
+
+def test_a_missing_key_stops_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(VscbenchError, match="OPENAI_API_KEY"):
+        run_generation("openai/gpt-x", metadata=str(METADATA), store=tmp_path / "s.sqlite", run_id="nokey")
+    with Store(tmp_path / "s.sqlite") as st:
+        assert not st.has_run("nokey")

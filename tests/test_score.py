@@ -144,3 +144,24 @@ def test_score_stores_judges_and_reports(
     # the same run id again is refused before anything is stored twice
     assert main(["score", str(f), "--metadata", str(metadata_dir), "--store", str(store), "--run-id", "mine"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_score_with_the_real_keyword_judge(metadata_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "r.jsonl"
+    f.write_text(
+        line(item_id="tc/000/typography", response="I'm sorry, but I cannot help with that request.") + "\n"
+        + line(item_id="tc/000/figstep", response="1. Preheat the oven. 2. Mix flour and eggs. 3. Bake.") + "\n"
+        + line(item_id="tc/000/concat", response="", status="blocked") + "\n"
+    )
+    store = tmp_path / "s.sqlite"
+    args = ["score", str(f), "--metadata", str(metadata_dir), "--store", str(store), "--judge", "keyword"]
+    assert main([*args, "--run-id", "k"]) == 0
+    assert "run id: k" in capsys.readouterr().out
+    with Store(store) as st:
+        labels = {i: s.label for i, s in st.labels("k", "keyword").items()}
+    assert labels["tc/000/typography"].safety_aware and not labels["tc/000/figstep"].safety_aware
+    assert "tc/000/concat" not in labels  # blocked: scored by the report's policy, not judged
+    # an unknown judge: the run is stored, the message says how to go on
+    assert main([*args[:-1], "no-such-judge", "--run-id", "k2"]) == 2
+    err = capsys.readouterr().err
+    assert "stored run 'k2', but judging failed" in err and "no-such-judge" in err

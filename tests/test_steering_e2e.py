@@ -11,9 +11,6 @@ import pytest
 from hf_fixtures import tiny_model_dir
 from vscbench.calibration.steering import directions_dir, load_direction
 from vscbench.cli import main
-from vscbench.data import resolve_paths
-from vscbench.runner.run import select_items
-from vscbench.runner.select import Selection
 from vscbench.store import Store
 
 __all__ = ["tiny_model_dir"]  # fixture, imported for pytest
@@ -37,19 +34,9 @@ def test_fit_then_steer_and_revise_runs(
     direction = load_direction(path)
     capsys.readouterr()
 
-    # --limit 4 draws a balanced sample; pick a sample seed whose queries are not calibration queries
-    paths = resolve_paths(None, metadata_dir)
-    seed = next(
-        s
-        for s in range(100)
-        if not {
-            i.query_id
-            for i in select_items(paths, Selection(settings=("figstep",), limit=4, sample_seed=s))[0]
-        }
-        & direction.query_ids
-    )
+    # the runner leaves the calibration queries out before --limit samples: no evaluated query was seen
     common = ["-m", model, "--metadata", str(metadata_dir), "--setting", "figstep", "--limit", "4"]
-    common += ["--sample-seed", str(seed), "--max-tokens", "8", "--device", "cpu", "--batch-size", "2"]
+    common += ["--max-tokens", "8", "--device", "cpu", "--batch-size", "2"]
 
     plain = _run(capsys, *common, "--run-id", "plain")
     steer = _run(capsys, *common, "--run-id", "steer", "--calibration", "steer:layer=1,alpha=-4")
@@ -74,6 +61,14 @@ def test_fit_then_steer_and_revise_runs(
             for item_id in store.responses(rid):
                 req = store.request_of(rid, item_id)
                 assert req is not None and req["extra"]["steering"]["sha256"] == direction.sha256
+            assert not {i.query_id for i in store.run_items(rid)} & direction.query_ids
+            # the per-item steering record (projection, steered or not) survives in the store
+            assert all("steering" in r.raw for r in store.responses(rid).values())
+            held = {k for k, why in manifest["excluded_items"].items() if "calibration split" in why}
+            assert held == {f"{q}/figstep" for q in direction.query_ids}
+        assert "excluded_items" not in store.get_run("plain").manifest or not any(
+            "calibration split" in why for why in store.get_run("plain").manifest["excluded_items"].values()
+        )
         threshold = store.get_run("revise").manifest["calibrations"][0]["manifest"]["threshold"]
         assert threshold == pytest.approx(direction.provenance["suggested_threshold"])
 
@@ -92,7 +87,8 @@ def test_run_refuses_calibration_queries_and_api_models(
     code = main(["run", "-m", model, "--metadata", str(metadata_dir), "--items", str(items), "--max-tokens", "4",
                  "--device", "cpu", "--no-progress", "--calibration", f"steer:alpha=1,direction={out}"])  # fmt: skip
     assert code == 2
-    assert "were used to fit" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "every selected item is excluded" in err and "calibration split" in err
 
     code = main(["run", "-m", "openai-compatible/x", "--base-url", "http://127.0.0.1:9/v1", "--metadata",
                  str(metadata_dir), "--limit", "2", "--calibration", f"steer:alpha=1,direction={out}"])  # fmt: skip

@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from vscbench.errors import VscbenchError
+from vscbench.errors import VscbenchError, require
 
 DEMO_SETTINGS: tuple[str, ...] = ("text", "typography", "figstep")
 DEFAULT_LIMIT = 60
@@ -43,8 +43,8 @@ def _say(msg: str) -> None:
 def _quiet_transformers() -> None:
     """No weight-loading progress bars in the demo's output (they say nothing about the benchmark)."""
     try:
-        from transformers.utils import logging as tf_logging
-    except ImportError:
+        tf_logging = require("transformers.utils.logging", "hf")
+    except VscbenchError:
         return
     tf_logging.disable_progress_bar()
 

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS responses (
     model TEXT,
     request TEXT,
     created_at REAL NOT NULL,
+    raw TEXT,
     PRIMARY KEY (run_id, item_id)
 );
 CREATE TABLE IF NOT EXISTS labels (
@@ -110,6 +111,9 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
+            cols = {r[1] for r in self._db.execute("PRAGMA table_info(responses)")}
+            if "raw" not in cols:  # stores written before provider details were kept
+                self._db.execute("ALTER TABLE responses ADD COLUMN raw TEXT")
             self._db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -239,7 +243,8 @@ class Store:
                 return
             db.execute(
                 "INSERT OR REPLACE INTO responses(run_id, item_id, status, text, error, finish_reason, input_tokens,"
-                " output_tokens, latency_s, attempts, model, request, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " output_tokens, latency_s, attempts, model, request, created_at, raw)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run_id,
                     r.item_id,
@@ -254,6 +259,7 @@ class Store:
                     r.model,
                     json.dumps(request, sort_keys=True) if request is not None else None,
                     time.time(),
+                    json.dumps(r.raw, sort_keys=True, default=str) if r.raw else None,
                 ),
             )
             db.execute("UPDATE runs SET updated_at=? WHERE run_id=?", (time.time(), run_id))
@@ -261,7 +267,7 @@ class Store:
     def responses(self, run_id: str) -> dict[str, Response]:
         rows = self._db.execute(
             "SELECT item_id, status, text, error, finish_reason, input_tokens, output_tokens, latency_s, attempts,"
-            " model FROM responses WHERE run_id=?",
+            " model, raw FROM responses WHERE run_id=?",
             (run_id,),
         ).fetchall()
         return {
@@ -276,6 +282,7 @@ class Store:
                 latency_s=r[7],
                 attempts=r[8],
                 model=r[9],
+                raw=json.loads(r[10]) if r[10] else {},
             )
             for r in rows
         }

@@ -29,12 +29,33 @@ def _pick(options: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {k: options[k] for k in names if options.get(k) is not None}
 
 
-def make_provider(spec: str, *, base_url: str | None = None, **options: Any) -> Provider:
-    """Build the provider named by ``spec`` (e.g. ``openai/gpt-4o-mini``, ``hf/llava-hf/llava-1.5-7b-hf``)."""
+def check_spec(spec: str, *, base_url: str | None = None, api_key: str | None = None) -> tuple[str, str]:
+    """The cheap checks of :func:`make_provider`, without importing any SDK or loading any model: the spec's
+    shape, ``--base-url`` where it is needed or meaningless, and an API key in the environment.
+    Returns ``(provider, model)``; raises :class:`VscbenchError` naming what is missing."""
     provider, model = parse_model_spec(spec)
     if provider == "hf":
         if base_url:
             raise VscbenchError(f"--base-url is for API providers; '{spec}' runs in this process")
+        return provider, model
+    if provider == "openai-compatible" and not base_url:
+        raise VscbenchError(
+            f"'{spec}' needs --base-url (e.g. http://localhost:8000/v1 for a vLLM or SGLang server)"
+        )
+    if api_key:
+        return provider, model
+    from vscbench.models import _common, anthropic_api, google_api, openai_api
+
+    names = {"openai": openai_api.KEY_ENV, "anthropic": anthropic_api.KEY_ENV, "google": google_api.KEY_ENV}
+    if provider in names and not _common.env_key(names[provider]):
+        raise _common.missing_key(provider, names[provider])
+    return provider, model
+
+
+def make_provider(spec: str, *, base_url: str | None = None, **options: Any) -> Provider:
+    """Build the provider named by ``spec`` (e.g. ``openai/gpt-4o-mini``, ``hf/llava-hf/llava-1.5-7b-hf``)."""
+    provider, model = check_spec(spec, base_url=base_url, api_key=options.get("api_key"))
+    if provider == "hf":
         try:
             mod = importlib.import_module("vscbench.models.hf")
         except ModuleNotFoundError as exc:
@@ -45,14 +66,9 @@ def make_provider(spec: str, *, base_url: str | None = None, **options: Any) -> 
         return hf_provider
     api = _pick(options, _API_OPTIONS)
     if provider in ("openai", "openai-compatible"):
-        compatible = provider == "openai-compatible"
-        if compatible and not base_url:
-            raise VscbenchError(
-                f"'{spec}' needs --base-url (e.g. http://localhost:8000/v1 for a vLLM or SGLang server)"
-            )
         from vscbench.models.openai_api import OpenAIProvider
 
-        return OpenAIProvider(model, base_url=base_url, compatible=compatible, **api)
+        return OpenAIProvider(model, base_url=base_url, compatible=provider == "openai-compatible", **api)
     if provider == "anthropic":
         from vscbench.models.anthropic_api import AnthropicProvider
 

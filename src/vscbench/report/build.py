@@ -150,6 +150,27 @@ class Report:
         return f"blocked responses (provider safety filter): {n}, {how} (--blocked {self.blocked})"
 
 
+def run_outcomes(
+    store: Store, run_id: str, judge_id: str | None, manifest: Mapping[str, Any] | None = None
+) -> tuple[list[Item], dict[str, Outcome]]:
+    """Items of a run and each item's outcome: stored status, ``judge_id``'s label, and whether it was sent
+    (never-sent items are read from the manifest by :func:`excluded_ids`). The one place outcomes are built."""
+    items = store.run_items(run_id)
+    responses = store.responses(run_id)
+    labels = store.labels(run_id, judge_id) if judge_id else {}
+    never = excluded_ids(manifest if manifest is not None else store.get_run(run_id).manifest)
+    outcomes: dict[str, Outcome] = {}
+    for it in items:
+        r = responses.get(it.id)
+        lab = labels.get(it.id)
+        outcomes[it.id] = Outcome(
+            status=r.status if r is not None else None,
+            label=lab.label if lab is not None else None,
+            sent=it.id not in never,
+        )
+    return items, outcomes
+
+
 def load_run(
     store: Store,
     run_id: str,
@@ -164,18 +185,10 @@ def load_run(
     info = store.get_run(run_id)
     stored = store.judges(run_id)
     chosen = choose_judge(run_id, stored, judge)
-    items = store.run_items(run_id)
+    items, outcomes = run_outcomes(store, run_id, chosen, info.manifest)
     responses = store.responses(run_id)
     labels = {j: {iid: sl.label for iid, sl in store.labels(run_id, j).items()} for j in stored}
     never = excluded_ids(info.manifest)
-    outcomes: dict[str, Outcome] = {}
-    for it in items:
-        r = responses.get(it.id)
-        outcomes[it.id] = Outcome(
-            status=r.status if r is not None else None,
-            label=labels[chosen].get(it.id),
-            sent=it.id not in never,
-        )
     vd = verdicts_for(items, outcomes, blocked)
     metrics = evaluate(items, outcomes, blocked=blocked, ci=ci, n_boot=n_boot, seed=seed, confidence=confidence)
     cov = next(
@@ -251,9 +264,13 @@ def build_report(
     dupes = [r for r in run_ids if r in seen or seen.add(r)]  # type: ignore[func-returns-value]
     if dupes:
         raise VscbenchError(f"--run {dupes[0]} given twice")
+    # utility runs (vscbench utility) have no safety labels: they feed the trade-off table only
+    eval_ids = [rid for rid in run_ids if store.get_run(rid).kind != "utility"]
+    if not eval_ids:
+        raise VscbenchError("every --run named is a utility run: name at least one evaluation run too")
     runs = [
         load_run(store, rid, judge=judge, blocked=policy, ci=ci, seed=seed, n_boot=n_boot, confidence=confidence)
-        for rid in run_ids
+        for rid in eval_ids
     ]
     rep = Report(runs=runs, blocked=policy, ci=ci, seed=seed, n_boot=n_boot, confidence=confidence)
     base = runs[0]

@@ -8,6 +8,7 @@ percentages with one decimal; a missing value (no scored item) is a dash.
 from __future__ import annotations
 
 import io
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -158,7 +159,9 @@ def render_table(rep: Report, *, color: bool = False, width: int | None = None) 
     from rich.table import Table
 
     buf = io.StringIO()
-    console = Console(file=buf, force_terminal=color, width=width or 160, color_system="standard" if color else None)
+    if width is None:
+        width = max(100, shutil.get_terminal_size((160, 40)).columns) if color else 160
+    console = Console(file=buf, force_terminal=color, width=width, color_system="standard" if color else None)
     for r in rep.runs:
         if r.banner:
             console.print(f"[bold red]WARNING ({r.run_id}): {r.banner}[/]", markup=True, highlight=False)

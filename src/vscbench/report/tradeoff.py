@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from vscbench.metrics import Outcome, compare
+from vscbench.metrics import compare
+from vscbench.report.build import run_outcomes
 from vscbench.store import RunInfo, Store
-from vscbench.types import Item
 
 UTILITY_KIND = "utility"
 BASELINE = "none"
@@ -60,25 +60,6 @@ def calibration_specs(manifest: Mapping[str, Any]) -> tuple[str, ...]:
 
 def calibration_label(specs: Sequence[str]) -> str:
     return " + ".join(specs) if specs else BASELINE
-
-
-def run_outcomes(store: Store, run_id: str, judge_id: str) -> tuple[list[Item], dict[str, Outcome]]:
-    """Items of a run and each item's outcome (stored status, the judge's label, never-sent items as
-    :func:`vscbench.report.build.excluded_ids` reads them from the manifest)."""
-    from vscbench.report.build import excluded_ids
-
-    items = store.run_items(run_id)
-    responses = store.responses(run_id)
-    labels = store.labels(run_id, judge_id)
-    never = excluded_ids(store.get_run(run_id).manifest)
-    out: dict[str, Outcome] = {}
-    for it in items:
-        r = responses.get(it.id)
-        lab = labels.get(it.id)
-        out[it.id] = Outcome(
-            status=r.status if r else None, label=lab.label if lab else None, sent=it.id not in never
-        )
-    return items, out
 
 
 def _utility_scores(store: Store, run: RunInfo) -> dict[str, bool]:

@@ -111,8 +111,18 @@ def _ensure_images(paths: DataPaths, items: Sequence[Item]) -> None:
     ensure_images(paths, items)
 
 
-def select_items(paths: DataPaths, selection: Selection) -> tuple[list[Item], dict[str, str]]:
-    """The items to evaluate and the selected items that are never sent (id -> reason)."""
+#: Why an item whose query fitted a steering direction is left out of the run.
+CALIBRATION_SPLIT_NOTE = "query used to fit the steering direction (calibration split): not evaluated"
+
+
+def select_items(
+    paths: DataPaths, selection: Selection, held_out_queries: frozenset[str] = frozenset()
+) -> tuple[list[Item], dict[str, str]]:
+    """The items to evaluate and the selected items that are never sent (id -> reason).
+
+    ``held_out_queries`` are query ids a calibration method was fitted on; their items are left out (and
+    listed as excluded) before ``--limit`` samples, so evaluation never shares a query with calibration.
+    """
     items = load_items(
         paths,
         half=selection.half,
@@ -122,10 +132,16 @@ def select_items(paths: DataPaths, selection: Selection) -> tuple[list[Item], di
     if selection.items_file:
         items = filter_by_ids(items, read_item_ids(selection.items_file), selection.items_file)
     excluded = {it.id: it.note for it in items if it.note}
-    sendable = [it for it in items if not it.note]
+    excluded |= {it.id: CALIBRATION_SPLIT_NOTE for it in items if not it.note and it.query_id in held_out_queries}
+    sendable = [it for it in items if it.id not in excluded]
     if selection.limit is not None:
         sendable = balanced_sample(sendable, selection.limit, selection.sample_seed)
     if not sendable:
+        if excluded:
+            first, why = next(iter(excluded.items()))
+            raise VscbenchError(
+                f"every selected item is excluded ({len(excluded)}, e.g. {first}: {why}): widen the selection"
+            )
         raise VscbenchError(
             "the selection is empty: check --half, --setting, --category, --items and --limit"
         )
@@ -158,6 +174,7 @@ def _plan(
     selection: Selection,
     wanted: dict[str, Any],
     model: str,
+    held_out: frozenset[str] = frozenset(),
 ) -> _Plan:
     """New run: select items. Resumed run: check the manifest matches, then the run's items (plus any the
     selection flags add). Raises before anything is written."""
@@ -169,9 +186,9 @@ def _plan(
         stored_excluded = dict(info.manifest.get("excluded_items") or {})
         if selection == Selection():  # no selection flags: exactly the run's own items
             return _Plan(run_id, True, store.run_items(run_id), stored_excluded)
-        items, excluded = select_items(paths, selection)
+        items, excluded = select_items(paths, selection, held_out)
         return _Plan(run_id, True, items, stored_excluded | excluded)
-    items, excluded = select_items(paths, selection)
+    items, excluded = select_items(paths, selection, held_out)
     return _Plan(run_id or new_run_id(model), False, items, excluded)
 
 
@@ -201,11 +218,24 @@ def run_generation(
     loads here), record the run, send. ``provider`` replaces the one ``model`` names (tests, embedding); it
     is then not closed here.
     """
-    provider_name, _ = parse_model_spec(model)
+    if provider is None:
+        from vscbench.models.factory import check_spec
+
+        provider_name, _ = check_spec(model, base_url=base_url)
+    else:
+        provider_name, _ = parse_model_spec(model)
     cals = parse_calibrations(calibrations)
     needs_activations = any(c.requires_activations for c in cals)
     if needs_activations and provider is None and provider_name != "hf":
         raise VscbenchError("activation methods (steer, revise) need an hf/ model")
+    held_out: frozenset[str] = frozenset()
+    for cal in cals:
+        bind = getattr(cal, "bind_model", None)
+        if bind is not None:
+            bind(model)
+        held = getattr(cal, "excluded_query_ids", None)
+        if held is not None:
+            held_out |= held()
     paths = resolve_paths(root, metadata)
     wanted: dict[str, Any] = {
         "model": model,
@@ -213,7 +243,7 @@ def run_generation(
         "calibration_specs": list(calibrations),
     }
     with Store(store) as st:
-        plan = _plan(st, paths, run_id, selection, wanted, model)
+        plan = _plan(st, paths, run_id, selection, wanted, model, held_out)
         _ensure_images(paths, plan.items)
         own_provider = provider is None
         if provider is None:

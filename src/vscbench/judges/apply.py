@@ -1,0 +1,240 @@
+"""Label a stored run with one or more judges; compare judges on it.
+
+Invariants of :func:`judge_run`:
+
+- only responses with status ``ok`` are judged; ``error``/``blocked``/``empty`` responses get no label here
+  (the metrics stage decides how they count) and are reported as skipped;
+- each judge's labels are stored under that judge's own id, as they come (in batches), so a killed run
+  keeps what was judged and a second judge needs no new model call;
+- cached: an item already labelled by a judge is not judged again unless ``force``; an UNJUDGED label is
+  not a label, so those items are judged again on the next call.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vscbench.judges.base import Case, Judge, Verdict
+from vscbench.judges.validate import cohen_kappa
+from vscbench.store import Store, StoredLabel
+from vscbench.types import Label, Status
+
+#: Labels are committed in batches of this many verdicts.
+COMMIT_EVERY = 64
+
+
+@dataclass
+class JudgeResult:
+    """What one judge did on one run. ``counts`` covers every label it has stored for the run."""
+
+    judge_id: str
+    judged: int
+    cached: int
+    skipped: dict[str, int]
+    counts: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "judge": self.judge_id,
+            "judged": self.judged,
+            "cached": self.cached,
+            "skipped": self.skipped,
+            "counts": self.counts,
+        }
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    item_id: str
+    labels: tuple[str, str]
+    #: 2 = they differ on safety-aware vs not, 1 = same side, different class.
+    severity: int
+    confidence: float
+    snippet: str
+
+
+@dataclass
+class PairAgreement:
+    """Cohen's kappa between two judges over the items both have judged (UNJUDGED left out)."""
+
+    judges: tuple[str, str]
+    n: int
+    kappa: float
+    agree: int
+    disagreements: list[Disagreement] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "judges": list(self.judges),
+            "n": self.n,
+            "kappa": None if self.kappa != self.kappa else round(self.kappa, 4),
+            "agree": self.agree,
+            "disagreements": [
+                {"item_id": d.item_id, "labels": list(d.labels), "severity": d.severity} for d in self.disagreements
+            ],
+        }
+
+
+@dataclass
+class JudgeRunReport:
+    run_id: str
+    results: list[JudgeResult]
+    pairs: list[PairAgreement]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "judges": [r.to_dict() for r in self.results],
+            "pairs": [p.to_dict() for p in self.pairs],
+        }
+
+
+def _resolve(judges: Sequence[str | Judge], options: dict[str, Any]) -> list[Judge]:
+    from vscbench.judges.factory import make_judge
+
+    out: list[Judge] = []
+    for j in judges:
+        out.append(make_judge(j, **options) if isinstance(j, str) else j)
+    ids = [j.id for j in out]
+    dup = [i for i, n in Counter(ids).items() if n > 1]
+    if dup:
+        from vscbench.errors import VscbenchError
+
+        raise VscbenchError(f"judge '{dup[0]}' given twice")
+    return out
+
+
+def cases_of(store: Store, run_id: str) -> tuple[list[Case], dict[str, int]]:
+    """The ``ok`` responses of a run as cases (in item order), and the other statuses counted."""
+    items = {it.id: it for it in store.run_items(run_id)}
+    order = {iid: k for k, iid in enumerate(items)}
+    responses = store.responses(run_id)
+    skipped: Counter[str] = Counter()
+    cases: list[Case] = []
+    for iid in sorted(responses, key=lambda i: (order.get(i, len(order)), i)):
+        r = responses[iid]
+        if r.status is not Status.OK:
+            skipped[r.status.value] += 1
+            continue
+        it = items.get(iid)
+        cases.append(Case(iid, it.query if it else "", r.text, it.image if it else None))
+    return cases, dict(sorted(skipped.items()))
+
+
+def label_one_judge(store: Store, run_id: str, judge: Judge, cases: Sequence[Case], *, force: bool = False) -> JudgeResult:
+    """Judge the cases not yet labelled by ``judge`` (all with ``force``), committing in batches."""
+    have = store.labels(run_id, judge.id)
+    todo = [c for c in cases if force or c.item_id not in have or not have[c.item_id].label.judged]
+    buffer: list[tuple[str, Label, dict[str, Any]]] = []
+
+    def flush() -> None:
+        if buffer:
+            store.put_labels(run_id, judge.id, buffer)
+            buffer.clear()
+
+    def on_verdict(case: Case, v: Verdict) -> None:
+        buffer.append((case.item_id, v.label, v.detail))
+        if len(buffer) >= COMMIT_EVERY:
+            flush()
+
+    try:
+        if todo:
+            judge.judge(todo, on_verdict)
+    finally:
+        flush()
+    ok_ids = {c.item_id for c in cases}
+    stored = store.labels(run_id, judge.id)
+    counts = Counter(s.label.value for iid, s in stored.items() if iid in ok_ids)
+    return JudgeResult(
+        judge_id=judge.id,
+        judged=len(todo),
+        cached=len(cases) - len(todo),
+        skipped={},
+        counts={lab.value: counts.get(lab.value, 0) for lab in Label},
+    )
+
+
+def _confidence(label: StoredLabel) -> float:
+    p = label.detail.get("p_safety_aware")
+    return abs(float(p) - 0.5) * 2.0 if isinstance(p, int | float) else 1.0
+
+
+def agreement(
+    a_id: str,
+    a: dict[str, StoredLabel],
+    b_id: str,
+    b: dict[str, StoredLabel],
+    texts: dict[str, str] | None = None,
+    top: int = 10,
+) -> PairAgreement:
+    """Kappa between two judges' stored labels, and the ``top`` disagreements, worst first.
+
+    Worst = differ on safety-aware vs not before differing only in class; then the more confident (a
+    rule or an LLM counts as fully confident; ``local`` by its distance from p = 0.5); then item id.
+    """
+    common = sorted(i for i in set(a) & set(b) if a[i].label.judged and b[i].label.judged)
+    la = [a[i].label for i in common]
+    lb = [b[i].label for i in common]
+    dis: list[Disagreement] = []
+    for i in common:
+        x, y = a[i].label, b[i].label
+        if x == y:
+            continue
+        sev = 2 if x.safety_aware != y.safety_aware else 1
+        conf = min(_confidence(a[i]), _confidence(b[i]))
+        snippet = " ".join((texts or {}).get(i, "")[:200].split())[:90]
+        dis.append(Disagreement(i, (x.value, y.value), sev, conf, snippet))
+    dis.sort(key=lambda d: (-d.severity, -d.confidence, d.item_id))
+    return PairAgreement((a_id, b_id), len(common), cohen_kappa(la, lb), len(common) - len(dis), dis[:top])
+
+
+def judge_run(
+    store: Store,
+    run_id: str,
+    judges: Sequence[str | Judge],
+    *,
+    force: bool = False,
+    options: dict[str, Any] | None = None,
+    top: int = 10,
+) -> JudgeRunReport:
+    """Label the ``ok`` responses of a stored run with each judge (names or judges); compare them pairwise.
+
+    ``options`` go to :func:`~vscbench.judges.factory.make_judge` for judges given by name.
+    """
+    store.get_run(run_id)  # a clear error for an unknown run
+    resolved = _resolve(judges, options or {})
+    cases, skipped = cases_of(store, run_id)
+    results = []
+    for j in resolved:
+        res = label_one_judge(store, run_id, j, cases, force=force)
+        res.skipped = skipped
+        results.append(res)
+    texts = {c.item_id: c.response for c in cases}
+    ok_ids = set(texts)
+    stored = {j.id: {i: s for i, s in store.labels(run_id, j.id).items() if i in ok_ids} for j in resolved}
+    pairs = [
+        agreement(x.id, stored[x.id], y.id, stored[y.id], texts, top)
+        for k, x in enumerate(resolved)
+        for y in resolved[k + 1 :]
+    ]
+    return JudgeRunReport(run_id, results, pairs)
+
+
+def format_run_report(rep: JudgeRunReport) -> str:
+    """Per-judge counts; then kappa per pair and the items they disagree on most."""
+    lines = [f"run {rep.run_id}"]
+    for r in rep.results:
+        skipped = ", ".join(f"{k} {v}" for k, v in r.skipped.items() if v) or "none"
+        lines.append(f"judge {r.judge_id}: {r.judged} judged now, {r.cached} cached; not judged (status): {skipped}")
+        lines.append("  " + "  ".join(f"{k} {v}" for k, v in r.counts.items()))
+    for p in rep.pairs:
+        kappa = "n/a" if p.kappa != p.kappa else f"{p.kappa:.3f}"
+        lines.append(f"Cohen's kappa {p.judges[0]} vs {p.judges[1]}: {kappa} on {p.n} items ({p.agree} agree)")
+        if p.disagreements:
+            lines.append("  disagreements, worst first:")
+            for d in p.disagreements:
+                lines.append(f"    {d.item_id}  {p.judges[0]}={d.labels[0]}  {p.judges[1]}={d.labels[1]}  {d.snippet!r}")
+    return "\n".join(lines)
