@@ -225,3 +225,17 @@ def test_report_command_shows_the_deltas(
     page = (tmp_path / "r.html").read_text()
     fig = page[page.index('<figure class="tradeoff">') :]
     assert fig[: fig.index("</figure>")].count('class="point"') == 2
+
+
+def test_report_accepts_utility_runs_beside_evaluation_runs(
+    store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A utility run named with --run feeds the trade-off only; it is not a leaderboard row."""
+    from vscbench.cli import main
+
+    argv = ["report", "--store", str(store), "--run", "base", "--run", "rem", "--run", "u-rem", "--judge", "j"]
+    assert main([*argv, "--format", "md"]) == 0
+    md = capsys.readouterr().out
+    assert "u-rem" not in md.split("| model | calibration |")[0]
+    assert main(["report", "--store", str(store), "--run", "u-rem", "--judge", "j"]) == 2
+    assert "utility run" in capsys.readouterr().err

