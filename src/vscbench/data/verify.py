@@ -49,6 +49,9 @@ REPORT_KEYS: tuple[str, ...] = (
 RENDERABLE = ("typography", "figstep", "concat")
 
 
+#: Missing files named one per line in the text report; --json always lists them all.
+MAX_LISTED = 50
+
 @dataclass
 class SettingStatus:
     """Images of one setting: how many items, files named, present, missing, bad; runnable iff none lacking."""
@@ -135,7 +138,10 @@ class VerifyReport:
                 where = sorted({str(p.parent.parent if s == "image" else p.parent) for p in files})
                 label = "image-half" if s == "image" else s
                 out.append(f"MISSING all {st.files} {label} images (under {', '.join(where)})")
-        out += [f"MISSING {p}" for p in sorted(missing - folded)]
+        listed = sorted(missing - folded)
+        out += [f"MISSING {p}" for p in listed[:MAX_LISTED]]
+        if len(listed) > MAX_LISTED:
+            out.append(f"MISSING ... and {len(listed) - MAX_LISTED} more (--json lists every file)")
         out += [f"BAD {b.line()}" for b in self.bad]
         return out
 

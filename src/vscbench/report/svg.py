@@ -105,7 +105,12 @@ def calibration_plane(points: Sequence[PlanePoint], *, size: int = 440, title: s
             for e in (a, b):
                 out.append(f'<line x1="{_f(x - 4)}" y1="{_f(e)}" x2="{_f(x + 4)}" y2="{_f(e)}" stroke="{p.color}"/>')
         out.append(f'<circle cx="{_f(x)}" cy="{_f(y)}" r="5.5" fill="{p.color}" stroke="#fff" stroke-width="1.5"/>')
-        out.append(f'<text x="{_f(x + 8)}" y="{_f(y - 8)}" class="ptlabel" fill="{p.color}">{escape(p.label)}</text>')
+        # labels of points in the right half go to the left of the point so they stay inside the plot
+        lx, anchor = (x - 8, "end") if x > px(0.5) else (x + 8, "start")
+        out.append(
+            f'<text x="{_f(lx)}" y="{_f(y - 8)}" text-anchor="{anchor}" class="ptlabel" '
+            f'fill="{p.color}">{escape(p.label)}</text>'
+        )
         out.append("</g>")
     out.append("</svg>")
     return "\n".join(out)
