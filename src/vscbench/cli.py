@@ -237,16 +237,11 @@ def _register_data(sub: argparse._SubParsersAction[Any]) -> None:
 
 # ==== run / runs ====================================================================================
 def _cmd_run(a: argparse.Namespace) -> int:
-    import math
-
     from vscbench.runner.core import Limits, RetryPolicy
     from vscbench.runner.run import run_generation
     from vscbench.runner.select import Selection
     from vscbench.types import GenConfig
 
-    timeout = a.timeout
-    if timeout is None:  # an in-process model is never timed out unless asked to
-        timeout = math.inf if a.model.startswith("hf/") else RetryPolicy().timeout_s
     result = run_generation(
         a.model,
         base_url=a.base_url,
@@ -265,7 +260,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         config=GenConfig(temperature=a.temperature, max_tokens=a.max_tokens, seed=a.seed, top_p=a.top_p),
         calibrations=a.calibration or (),
         limits=Limits(concurrency=a.concurrency, rpm=a.rpm, tpm=a.tpm),
-        policy=RetryPolicy(max_attempts=a.max_attempts, timeout_s=math.inf if timeout <= 0 else timeout),
+        policy=RetryPolicy.for_model(a.model, a.max_attempts, a.timeout),
         retry_errors=a.retry_errors,
         device=a.device,
         batch_size=a.batch_size,
@@ -426,12 +421,11 @@ def _cmd_judge_validate(a: argparse.Namespace) -> int:
 
 
 def _cmd_judge_train(a: argparse.Namespace) -> int:
-    import hashlib
-
+    from vscbench.hashing import sha256_file
     from vscbench.judges.train import train
 
     path = train(a.data, a.out)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     sys.stdout.write(f"wrote {path} (sha256 {digest})\n")
     return 0
 
@@ -630,8 +624,6 @@ def _register_calibration(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _cmd_utility(a: argparse.Namespace) -> int:
-    import math
-
     from vscbench.runner.core import Limits, RetryPolicy
     from vscbench.types import GenConfig
     from vscbench.utility.run import run_utility
@@ -639,9 +631,6 @@ def _cmd_utility(a: argparse.Namespace) -> int:
 
     if not a.model or not a.data:
         raise VscbenchError("utility needs -m MODEL and --data FILE.jsonl (or: vscbench utility make-synthetic)")
-    timeout = a.timeout
-    if timeout is None:  # an in-process model is never timed out unless asked to
-        timeout = math.inf if a.model.startswith("hf/") else RetryPolicy().timeout_s
     res = run_utility(
         a.model,
         a.data,
@@ -654,7 +643,7 @@ def _cmd_utility(a: argparse.Namespace) -> int:
         grader_base_url=a.grader_base_url,
         config=GenConfig(temperature=a.temperature, max_tokens=a.max_tokens, seed=a.seed),
         limits=Limits(concurrency=a.concurrency),
-        policy=RetryPolicy(max_attempts=a.max_attempts, timeout_s=math.inf if timeout <= 0 else timeout),
+        policy=RetryPolicy.for_model(a.model, a.max_attempts, a.timeout),
         device=a.device,
         batch_size=a.batch_size,
         dtype=a.dtype,

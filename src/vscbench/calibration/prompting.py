@@ -41,6 +41,7 @@ from typing import Any
 
 from vscbench.calibration.base import FACTORIES
 from vscbench.errors import VscbenchError
+from vscbench.hashing import sha256_file
 from vscbench.types import Item, Request, Turn
 
 #: Key in ``Request.extra``: the number of leading turns that are demonstrations.
@@ -386,7 +387,7 @@ class FewShot:
 
     def demos_record(self) -> dict[str, Any]:
         """The exact demonstration turns: role, text, image artifact names and SHA-256 of their bytes."""
-        digests = {pid: _sha256(p.read_bytes()) for pid, p in self._images.items()}
+        digests = {pid: sha256_file(p) for pid, p in self._images.items()}
         turns = [
             {
                 "pair": pid,

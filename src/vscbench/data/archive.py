@@ -17,7 +17,6 @@ Python's ``extractall`` is never used.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -33,6 +32,7 @@ from typing import IO
 
 from vscbench.data.paths import IMAGE_CENTRIC_DIR, IMAGE_CENTRIC_XLSX, TEXT_CENTRIC_DIR, TEXT_CENTRIC_XLSX
 from vscbench.errors import VscbenchError
+from vscbench.hashing import sha256_file
 
 _RELEASE_DIRS = (IMAGE_CENTRIC_DIR, TEXT_CENTRIC_DIR)
 _RELEASE_FILES = (IMAGE_CENTRIC_XLSX, TEXT_CENTRIC_XLSX)
@@ -247,14 +247,6 @@ def _find_release_base(staging: Path, depth: int = 3) -> Path | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def import_archive(archive: Path, root: Path, limits: Limits = Limits()) -> ImportSummary:
     """Extract a release archive safely and move its image folders (and pinned metadata) under ``root``.
 
@@ -292,7 +284,7 @@ def import_archive(archive: Path, root: Path, limits: Limits = Limits()) -> Impo
             f = base / name
             if not f.is_file():
                 continue
-            if _sha256(f) == METADATA_SHA256[name]:
+            if sha256_file(f) == METADATA_SHA256[name]:
                 os.replace(f, root / name)
                 summary.metadata.append(name)
             else:

@@ -21,6 +21,7 @@ from pathlib import Path
 from vscbench.data.archive import ImportSummary, Limits, import_archive
 from vscbench.data.paths import IMAGE_CENTRIC_XLSX, TEXT_CENTRIC_XLSX
 from vscbench.errors import VscbenchError, require
+from vscbench.hashing import sha256_file
 
 UPSTREAM_REPO = "jiahuigeng/VSCBench"
 #: The upstream commit the metadata is pinned to (short form 426fa1f).
@@ -48,14 +49,6 @@ class FetchedFile:
     action: str  # "downloaded" | "kept"
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _download(url: str, timeout: float, limit: int) -> bytes:
     req = urllib.request.Request(url, headers={"User-Agent": "vscbench"})
     try:
@@ -80,7 +73,7 @@ def fetch_metadata(
     out: list[FetchedFile] = []
     for name, expected in METADATA_SHA256.items():
         target = root / name
-        if not force and target.is_file() and _sha256_file(target) == expected:
+        if not force and target.is_file() and sha256_file(target) == expected:
             out.append(FetchedFile(name, target, expected, "kept"))
             continue
         url = f"{base_url.rstrip('/')}/{name}"

@@ -6,6 +6,7 @@ Every problem is reported as one :class:`MetadataError` line naming the file, th
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,24 +197,24 @@ def _cell(path: Path, sheet: str, row: int, ci: int, col: str, v: Any) -> str:
     return v
 
 
-def read_image_centric(path: Path) -> list[MetaRow]:
-    rows = read_sheet(path, IMAGE_COLUMNS)
+def _check_known(
+    path: Path, rows: list[MetaRow], column: str, known: Collection[str], what: str, hint: str = ""
+) -> list[MetaRow]:
+    """``rows`` unchanged if every (stripped) ``column`` value is in ``known``; else an error naming the cell."""
     for r in rows:
-        cat = r.values["Category"].strip()
-        if cat not in SOURCE_CATEGORIES:
+        v = r.values[column].strip()
+        if v not in known:
             raise MetadataError(
-                f"{path}: row {r.row} column {r.letters.get('Category', 'A')} (Category): unknown category {cat!r} "
-                f"(expected one of {', '.join(sorted(set(SOURCE_CATEGORIES) - {'pornography'}))})"
+                f"{path}: row {r.row} column {r.letters.get(column, 'A')} ({column}): unknown {what} {v!r}{hint}"
             )
     return rows
+
+
+def read_image_centric(path: Path) -> list[MetaRow]:
+    expected = ", ".join(sorted(set(SOURCE_CATEGORIES) - {"pornography"}))
+    rows = read_sheet(path, IMAGE_COLUMNS)
+    return _check_known(path, rows, "Category", SOURCE_CATEGORIES, "category", f" (expected one of {expected})")
 
 
 def read_text_centric(path: Path) -> list[MetaRow]:
-    rows = read_sheet(path, TEXT_COLUMNS)
-    for r in rows:
-        t = r.values["type"].strip()
-        if t not in XSTEST_TYPES:
-            raise MetadataError(
-                f"{path}: row {r.row} column {r.letters.get('type', 'A')} (type): unknown XSTest type {t!r}"
-            )
-    return rows
+    return _check_known(path, read_sheet(path, TEXT_COLUMNS), "type", XSTEST_TYPES, "XSTest type")

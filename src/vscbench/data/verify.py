@@ -12,7 +12,6 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from PIL import Image
 from vscbench.data.images import MAX_IMAGE_PIXELS, ImageProblem, check_image
 from vscbench.data.items import BLANK_QUERY_NOTE, load_items
 from vscbench.data.paths import DataPaths
+from vscbench.hashing import sha256_file
 from vscbench.types import CATEGORIES, SETTINGS, Item
 
 #: Top-level keys of :meth:`VerifyReport.to_dict`, in order.
@@ -253,20 +253,12 @@ class VerifyReport:
         return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _metadata_info(paths: DataPaths) -> dict[str, dict[str, Any]]:
     from vscbench.data.fetch import METADATA_SHA256
 
     out: dict[str, dict[str, Any]] = {}
     for half, p in (("image", paths.image_centric_xlsx), ("text", paths.text_centric_xlsx)):
-        digest = _sha256(p)
+        digest = sha256_file(p)
         out[half] = {"path": str(p), "sha256": digest, "matches_upstream": digest == METADATA_SHA256[p.name]}
     return out
 

@@ -21,7 +21,6 @@ same bytes.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
@@ -35,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vscbench.errors import VscbenchError, require
+from vscbench.hashing import sha256_file
 from vscbench.judges.features import FEATURE_NAMES, rule_label
 from vscbench.judges.keyword import keyword_label
 from vscbench.judges.local import (
@@ -231,8 +231,8 @@ def head_document(
 def _sources(data_dir: Path) -> dict[str, str]:
     out = {}
     for name, _, _ in DEV_FILES:
-        out[name] = hashlib.sha256((data_dir / name).read_bytes()).hexdigest()
-    out[EXAMPLES_FILE] = hashlib.sha256(examples_path().read_bytes()).hexdigest()
+        out[name] = sha256_file(data_dir / name)
+    out[EXAMPLES_FILE] = sha256_file(examples_path())
     return out
 
 

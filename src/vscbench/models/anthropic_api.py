@@ -11,22 +11,22 @@ installed SDK still takes them, and :meth:`AnthropicProvider.describe` records w
 from __future__ import annotations
 
 import inspect
-import json
 from typing import Any
 
 from vscbench.errors import require
 from vscbench.models._common import (
+    answer_status,
     b64,
     env_key,
+    map_sdk_error,
     missing_key,
     read_image,
-    redact,
+    sdk_client_kwargs,
     short,
-    status_error,
     url_host,
 )
-from vscbench.models.base import PermanentError, ProviderError, TransientError
-from vscbench.types import Request, Response, Status
+from vscbench.models.base import PermanentError
+from vscbench.types import Request, Response
 
 KEY_ENV = ("ANTHROPIC_API_KEY",)
 #: Stop reasons that mean the provider's own filter ended the answer.
@@ -70,18 +70,9 @@ class AnthropicProvider:
         if not key:
             raise missing_key("anthropic", KEY_ENV)
         self._secrets = (key,)
-        kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0}
-        if base_url:
-            kwargs["base_url"] = base_url
-        if timeout is not None:
-            kwargs["timeout"] = timeout
-        if max_connections:
-            from vscbench.models.openai_api import _http_client
-
-            client = _http_client(anthropic, max_connections, timeout)
-            if client is not None:
-                kwargs["http_client"] = client
-        self._client = anthropic.AsyncAnthropic(**kwargs)
+        self._client = anthropic.AsyncAnthropic(
+            **sdk_client_kwargs(anthropic, key, base_url, timeout, max_connections)
+        )
         try:
             accepted = set(inspect.signature(self._client.messages.create).parameters)
         except (TypeError, ValueError):  # pragma: no cover - an SDK without a readable signature
@@ -118,19 +109,14 @@ class AnthropicProvider:
         try:
             resp = await self._client.messages.create(**params)
         except Exception as exc:
-            raise self._map_error(exc) from None
+            raise map_sdk_error(exc, self._anthropic, self._secrets) from None
         if isinstance(resp, str) or not hasattr(resp, "content"):
             raise PermanentError(f"answer is not a message: {short(resp, 120)}")
         text = "".join(
             getattr(b, "text", "") or "" for b in (resp.content or []) if getattr(b, "type", "") == "text"
         )
         stop = getattr(resp, "stop_reason", None)
-        if stop in BLOCK_STOP_REASONS:
-            status = Status.BLOCKED
-        elif not text.strip():
-            status = Status.EMPTY
-        else:
-            status = Status.OK
+        status = answer_status(text, blocked=stop in BLOCK_STOP_REASONS)
         usage = getattr(resp, "usage", None)
         return Response(
             item_id=request.item_id,
@@ -141,21 +127,6 @@ class AnthropicProvider:
             output_tokens=getattr(usage, "output_tokens", None),
             model=getattr(resp, "model", None) or self.model,
         )
-
-    def _map_error(self, exc: Exception) -> ProviderError:
-        a = self._anthropic
-        msg = redact(short(getattr(exc, "message", None) or exc), self._secrets)
-        if isinstance(exc, a.APITimeoutError):
-            return TransientError("request timed out")
-        if isinstance(exc, a.APIConnectionError):
-            cause = exc.__cause__ or exc.__context__
-            detail = f"{type(cause).__name__}: {cause}" if cause else msg
-            return TransientError(f"connection error ({redact(short(detail), self._secrets)})")
-        if isinstance(exc, a.APIStatusError):
-            return status_error(msg, int(exc.status_code), exc.response.headers)
-        if isinstance(exc, json.JSONDecodeError | a.APIResponseValidationError):
-            return PermanentError(f"malformed answer ({type(exc).__name__}: {msg})")
-        return PermanentError(f"{type(exc).__name__}: {msg}")
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -14,7 +14,16 @@ import json
 from typing import Any
 
 from vscbench.errors import require
-from vscbench.models._common import env_key, missing_key, read_image, redact, short, status_error, url_host
+from vscbench.models._common import (
+    answer_status,
+    env_key,
+    missing_key,
+    read_image,
+    redact,
+    short,
+    status_error,
+    url_host,
+)
 from vscbench.models.base import PermanentError, ProviderError, TransientError
 from vscbench.types import Request, Response, Status
 
@@ -138,12 +147,7 @@ class GoogleProvider:
         content = getattr(cand, "content", None)
         parts = getattr(content, "parts", None) or []
         text = "".join(p.text for p in parts if getattr(p, "text", None) and not getattr(p, "thought", False))
-        if finish in BLOCK_FINISH_REASONS:
-            status = Status.BLOCKED
-        elif not text.strip():
-            status = Status.EMPTY
-        else:
-            status = Status.OK
+        status = answer_status(text, blocked=finish in BLOCK_FINISH_REASONS)
         return Response(status=status, text=text, finish_reason=finish, **common)
 
     def _map_error(self, exc: Exception) -> ProviderError:

@@ -14,21 +14,22 @@ Images go as ``image_url`` parts holding ``data:`` URLs, images before the text 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from vscbench.errors import require
 from vscbench.models._common import (
+    answer_status,
     b64,
     env_key,
+    map_sdk_error,
     missing_key,
     read_image,
     redact,
+    sdk_client_kwargs,
     short,
-    status_error,
     url_host,
 )
-from vscbench.models.base import PermanentError, ProviderError, TransientError
+from vscbench.models.base import PermanentError
 from vscbench.types import Request, Response, Status
 
 KEY_ENV = ("OPENAI_API_KEY",)
@@ -82,14 +83,9 @@ class OpenAIProvider:
             key = DUMMY_KEY
         self._secrets = (key,)
         self.base_url = base_url
-        kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0}
-        if base_url:
-            kwargs["base_url"] = base_url
-        if timeout is not None:
-            kwargs["timeout"] = timeout
-        if max_connections:
-            kwargs["http_client"] = _http_client(openai, max_connections, timeout)
-        self._client = openai.AsyncOpenAI(**kwargs)
+        self._client = openai.AsyncOpenAI(
+            **sdk_client_kwargs(openai, key, base_url, timeout, max_connections)
+        )
 
     def describe(self) -> dict[str, object]:
         return {
@@ -124,7 +120,7 @@ class OpenAIProvider:
             blocked = self._blocked_by_error(request, exc)
             if blocked is not None:
                 return blocked
-            raise self._map_error(exc) from None
+            raise map_sdk_error(exc, self._openai, self._secrets) from None
         return self._to_response(request, resp)
 
     def _to_response(self, request: Request, resp: Any) -> Response:
@@ -139,12 +135,7 @@ class OpenAIProvider:
         if not text.strip() and refusal:
             text = str(refusal)
         finish = choice.finish_reason
-        if finish == "content_filter":
-            status = Status.BLOCKED
-        elif not text.strip():
-            status = Status.EMPTY
-        else:
-            status = Status.OK
+        status = answer_status(text, blocked=finish == "content_filter")
         usage = getattr(resp, "usage", None)
         return Response(
             item_id=request.item_id,
@@ -169,45 +160,5 @@ class OpenAIProvider:
             )
         return None
 
-    def _map_error(self, exc: Exception) -> ProviderError:
-        o = self._openai
-        msg = redact(short(getattr(exc, "message", None) or exc), self._secrets)
-        if isinstance(exc, o.APITimeoutError):
-            return TransientError("request timed out")
-        if isinstance(exc, o.APIConnectionError):
-            cause = exc.__cause__ or exc.__context__
-            detail = f"{type(cause).__name__}: {cause}" if cause else msg
-            return TransientError(f"connection error ({redact(short(detail), self._secrets)})")
-        if isinstance(exc, o.APIStatusError):
-            return status_error(msg, int(exc.status_code), exc.response.headers)
-        if isinstance(exc, json.JSONDecodeError | o.APIResponseValidationError):
-            return PermanentError(f"malformed answer ({type(exc).__name__}: {msg})")
-        return PermanentError(f"{type(exc).__name__}: {msg}")
-
     async def aclose(self) -> None:
         await self._client.close()
-
-
-def _http_client(sdk: Any, max_connections: int, timeout: float | None) -> Any:
-    """An SDK http client whose keep-alive pool holds ``max_connections`` (the SDK keeps only 100)."""
-    limits_cls = _limits_class(sdk)
-    if limits_cls is None:
-        return None
-    limits = limits_cls(max_connections=max(1000, max_connections), max_keepalive_connections=max_connections)
-    kwargs: dict[str, Any] = {"limits": limits}
-    if timeout is not None:
-        kwargs["timeout"] = timeout
-    return sdk.DefaultAsyncHttpxClient(**kwargs)
-
-
-def _limits_class(sdk: Any) -> Any:
-    """``Limits`` of whichever httpx the SDK's client is built on (``httpx`` or ``httpx2``)."""
-    import importlib
-
-    for cls in sdk.DefaultAsyncHttpxClient.__mro__:
-        top = cls.__module__.split(".", 1)[0]
-        if top.startswith("httpx"):
-            limits = getattr(importlib.import_module(top), "Limits", None)
-            if limits is not None:
-                return limits
-    return None

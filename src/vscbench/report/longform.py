@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from vscbench import __version__
@@ -137,20 +138,20 @@ def render_json(rep: Report) -> str:
     return json.dumps(doc, indent=1, ensure_ascii=False, default=str) + "\n"
 
 
-def render_csv(rep: Report) -> str:
-    """The metric rows only (comparisons have their own columns: :func:`render_comparisons_csv`)."""
+def _csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    """A header line of ``columns`` and one line per row (``None`` written as an empty cell)."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     w.writeheader()
-    for row in long_rows(rep):
+    for row in rows:
         w.writerow({k: ("" if v is None else v) for k, v in row.items()})
     return buf.getvalue()
+
+
+def render_csv(rep: Report) -> str:
+    """The metric rows only (comparisons have their own columns: :func:`render_comparisons_csv`)."""
+    return _csv(COLUMNS, long_rows(rep))
 
 
 def render_comparisons_csv(rep: Report) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(COMPARISON_COLUMNS), lineterminator="\n")
-    w.writeheader()
-    for row in comparison_rows(rep):
-        w.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    return buf.getvalue()
+    return _csv(COMPARISON_COLUMNS, comparison_rows(rep))

@@ -42,6 +42,14 @@ class RetryPolicy:
     max_delay: float = 60.0
     timeout_s: float = 120.0
 
+    @classmethod
+    def for_model(cls, model: str, max_attempts: int, timeout_s: float | None = None) -> RetryPolicy:
+        """The policy for the ``model`` spec: ``timeout_s`` None means the default (120 s), except for an
+        in-process ``hf/`` model, which is never timed out unless asked to; 0 or less means no timeout."""
+        if timeout_s is None:
+            timeout_s = math.inf if model.startswith("hf/") else cls().timeout_s
+        return cls(max_attempts=max_attempts, timeout_s=math.inf if timeout_s <= 0 else timeout_s)
+
     def delay(
         self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None
     ) -> float:

@@ -33,6 +33,7 @@ from vscbench.calibration import Calibration, build_request, parse_calibrations
 from vscbench.data import load_items, resolve_paths
 from vscbench.data.paths import DataPaths
 from vscbench.errors import VscbenchError
+from vscbench.hashing import sha256_file
 from vscbench.models.base import Provider, parse_model_spec
 from vscbench.runner.core import ExecStats, Limits, RetryPolicy, execute
 from vscbench.runner.select import Selection, balanced_sample, filter_by_ids, read_item_ids
@@ -68,27 +69,19 @@ def new_run_id(model_spec: str, now: float | None = None) -> str:
     return f"{stem[:40]}-{stamp}-{secrets.token_hex(2)}"
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def dataset_fingerprint(paths: DataPaths, items: Sequence[Item]) -> dict[str, Any]:
     """sha256 of each metadata file and one sha256 over (item id, image sha256) of every image used."""
     meta = {}
     for p in (paths.image_centric_xlsx, paths.text_centric_xlsx):
         if p.is_file():
-            meta[p.name] = _sha256_file(p)
+            meta[p.name] = sha256_file(p)
     h = hashlib.sha256()
     n = 0
     for it in sorted(items, key=lambda i: i.id):
         if it.image is None:
             continue
         p = Path(it.image)
-        digest = _sha256_file(p) if p.is_file() else "missing"
+        digest = sha256_file(p) if p.is_file() else "missing"
         h.update(f"{it.id}\t{digest}\n".encode())
         n += 1
     return {"metadata_sha256": meta, "images_sha256": h.hexdigest(), "images": n}
@@ -247,15 +240,8 @@ def run_generation(
         _ensure_images(paths, plan.items)
         own_provider = provider is None
         if provider is None:
-            from vscbench.models.factory import make_provider
-
-            provider = make_provider(
-                model,
-                base_url=base_url,
-                max_connections=limits.concurrency,
-                device=device,
-                batch_size=batch_size,
-                dtype=dtype,
+            provider = open_provider(
+                model, base_url=base_url, limits=limits, device=device, batch_size=batch_size, dtype=dtype
             )
         prov = provider
 
@@ -269,12 +255,67 @@ def run_generation(
                 )  # fmt: skip
             finally:
                 if own_provider:
-                    await _aclose(prov)
+                    await aclose_quietly(prov)
 
         return asyncio.run(main())
 
 
-async def _aclose(provider: Provider) -> None:
+def open_provider(
+    model: str,
+    *,
+    base_url: str | None = None,
+    limits: Limits = Limits(),
+    device: str | None = None,
+    batch_size: int | None = None,
+    dtype: str | None = None,
+) -> Provider:
+    """The provider ``model`` names, its connection pool sized to ``limits.concurrency``.
+
+    Options that do not apply to the provider (``device`` for an API model, ...) are ignored. The caller owns
+    it and closes it with :func:`aclose_quietly`.
+    """
+    from vscbench.models.factory import make_provider
+
+    return make_provider(
+        model,
+        base_url=base_url,
+        max_connections=limits.concurrency,
+        device=device,
+        batch_size=batch_size,
+        dtype=dtype,
+    )
+
+
+async def execute_to_store(
+    store: Store,
+    run_id: str,
+    provider: Provider,
+    requests: Sequence[Request],
+    *,
+    limits: Limits,
+    policy: RetryPolicy,
+    progress: bool | None,
+) -> ExecStats:
+    """:func:`~vscbench.runner.core.execute` the requests, committing each response to run ``run_id`` (with the
+    request that produced it) as soon as it arrives, so an interrupted run loses nothing already answered."""
+    request_json = {r.item_id: r.to_dict() for r in requests}
+
+    def on_response(req: Request, resp: Response) -> None:
+        store.add_response(run_id, resp, request_json[req.item_id])
+
+    return await execute(
+        provider,
+        requests,
+        on_response=on_response,
+        limits=limits,
+        policy=policy,
+        progress=progress,
+        description=run_id,
+    )
+
+
+async def aclose_quietly(provider: Provider) -> None:
+    """Close ``provider``; an error while closing is swallowed so it never masks the run's own outcome."""
     try:
         await provider.aclose()
     except Exception:  # closing must never mask the run's own outcome
@@ -323,7 +364,6 @@ async def _run(
     done = store.completed_item_ids(run_id, include_errors=not retry_errors)
     pending = [it for it in all_items if it.id not in done]
     requests = [build_request(it, config, cals) for it in pending]
-    request_json = {r.item_id: r.to_dict() for r in requests}
     for cal in cals:
         for name, (data, media_type) in cal.artifacts().items():
             store.put_artifact(run_id, name, data, media_type)
@@ -357,19 +397,10 @@ async def _run(
         },
     )
 
-    def on_response(req: Request, resp: Response) -> None:
-        store.add_response(run_id, resp, request_json[req.item_id])
-
     stats = ExecStats()
     try:
-        stats = await execute(
-            provider,
-            requests,
-            on_response=on_response,
-            limits=limits,
-            policy=policy,
-            progress=progress,
-            description=run_id,
+        stats = await execute_to_store(
+            store, run_id, provider, requests, limits=limits, policy=policy, progress=progress
         )
     finally:
         counts = store.counts(run_id)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vscbench.errors import VscbenchError
+from vscbench.hashing import sha256_file
 from vscbench.types import Item
 
 AnswerType = Literal["exact", "contains", "numeric", "choice"]
@@ -221,7 +222,7 @@ def fingerprint(examples: list[UtilityExample]) -> str:
     for ex in examples:
         h.update(json.dumps({**ex.to_dict(), "image": None, "line": 0}, sort_keys=True).encode("utf-8"))
         if ex.image:
-            h.update(hashlib.sha256(Path(ex.image).read_bytes()).digest())
+            h.update(bytes.fromhex(sha256_file(ex.image)))
     return h.hexdigest()
 
 

@@ -32,6 +32,7 @@ from vscbench.calibration import build_request, parse_calibrations
 from vscbench.errors import VscbenchError
 from vscbench.models.base import Provider, parse_model_spec
 from vscbench.runner.core import ExecStats, Limits, RetryPolicy, execute
+from vscbench.runner.run import aclose_quietly, execute_to_store, open_provider
 from vscbench.store import Store
 from vscbench.types import GenConfig, Request, Response, Status
 from vscbench.utility.dataset import (
@@ -140,23 +141,14 @@ def run_utility(
     if limit is not None:
         examples = examples[:limit]
     cals = parse_calibrations(calibrations)
-    from vscbench.models.factory import make_provider
-
     owned: list[Provider] = []
     if provider is None:
-        provider = make_provider(
-            model,
-            base_url=base_url,
-            max_connections=limits.concurrency,
-            device=device,
-            batch_size=batch_size,
-            dtype=dtype,
+        provider = open_provider(
+            model, base_url=base_url, limits=limits, device=device, batch_size=batch_size, dtype=dtype
         )
         owned.append(provider)
     if grader_model is not None and grader_provider is None:
-        grader_provider = make_provider(
-            grader_model, base_url=grader_base_url, max_connections=limits.concurrency
-        )
+        grader_provider = open_provider(grader_model, base_url=grader_base_url, limits=limits)
         owned.append(grader_provider)
 
     async def main() -> UtilityResult:
@@ -170,10 +162,7 @@ def run_utility(
             )  # fmt: skip
         finally:
             for p in owned:
-                try:
-                    await p.aclose()
-                except Exception:  # closing must never mask the run's own outcome
-                    pass
+                await aclose_quietly(p)
 
     return asyncio.run(main())
 
@@ -242,20 +231,8 @@ async def _run(
             run_id,
             {"calibrations": [{"spec": c.spec, "manifest": c.manifest()} for c in cals], "finished_at": None},
         )
-        request_json = {r.item_id: r.to_dict() for r in requests}
-
-        def on_response(req: Request, resp: Response) -> None:
-            assert run_id is not None
-            store.add_response(run_id, resp, request_json[req.item_id])
-
-        stats = await execute(
-            provider,
-            requests,
-            on_response=on_response,
-            limits=limits,
-            policy=policy,
-            progress=progress,
-            description=run_id,
+        stats = await execute_to_store(
+            store, run_id, provider, requests, limits=limits, policy=policy, progress=progress
         )
 
         responses = store.responses(run_id)

@@ -58,6 +58,14 @@ def _png(img: Any) -> bytes:
     return buf.getvalue()
 
 
+def _draw_one_centred(draw: Any, rng: random.Random, radius: int) -> tuple[str, str]:
+    """Draw one random shape in a random colour within 20 px of the centre; return (shape, colour name)."""
+    shape, colour = rng.choice(SHAPES), rng.choice(sorted(COLOURS))
+    cx, cy = SIZE // 2 + rng.randint(-20, 20), SIZE // 2 + rng.randint(-20, 20)
+    _draw_shape(draw, shape, cx, cy, radius, COLOURS[colour])
+    return shape, colour
+
+
 def _example(kind: str, rng: random.Random) -> tuple[Any, dict[str, Any]]:
     """(PIL image, JSONL fields without id/image) for one question of ``kind``."""
     from PIL import Image, ImageDraw, ImageFont
@@ -76,27 +84,11 @@ def _example(kind: str, rng: random.Random) -> tuple[Any, dict[str, Any]]:
         q = f"How many {shape}s are in the image? Answer with a number."
         return img, {"question": q, "answers": [str(k)], "answer_type": "numeric", "kind": kind}
     if kind == "colour":
-        shape, colour = rng.choice(SHAPES), rng.choice(colour_names)
-        _draw_shape(
-            draw,
-            shape,
-            SIZE // 2 + rng.randint(-20, 20),
-            SIZE // 2 + rng.randint(-20, 20),
-            55,
-            COLOURS[colour],
-        )
+        shape, colour = _draw_one_centred(draw, rng, 55)
         q = "What colour is the shape in the image? Answer with one word."
         return img, {"question": q, "answers": [colour], "answer_type": "exact", "kind": kind}
     if kind == "shape":
-        shape, colour = rng.choice(SHAPES), rng.choice(colour_names)
-        _draw_shape(
-            draw,
-            shape,
-            SIZE // 2 + rng.randint(-20, 20),
-            SIZE // 2 + rng.randint(-20, 20),
-            60,
-            COLOURS[colour],
-        )
+        shape, _ = _draw_one_centred(draw, rng, 60)
         options = list(SHAPES)
         rng.shuffle(options)
         letter = chr(ord("A") + options.index(shape))
