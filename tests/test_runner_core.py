@@ -168,7 +168,7 @@ def test_token_bucket_debt_slows_the_next_taker() -> None:
         await b.take(1)
         assert b.level == pytest.approx(0.0, abs=0.05)
         b.give_back(-3)  # the request cost 3 more than estimated
-        assert b.level < -2.5
+        assert b.level < -2.0  # refill since take() is at most ~1 even on a loaded machine
         return b.level
 
     assert asyncio.run(go()) < 0
