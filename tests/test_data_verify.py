@@ -124,7 +124,7 @@ def test_defects_in_the_full_release_are_each_named(
         _altered(webp, REAL_WEBP.read_bytes()),
     ):
         code, out, err = _verify(release, metadata_dir, capsys)
-    assert code == 1 and "NOT whole: 1 missing, 2 bad image(s)" in out and "not whole" in err
+    assert code == 1 and "NOT whole: 1 image file(s) missing, 2 bad image(s)" in out and "not whole" in err
     assert f"MISSING {removed}" in out
     assert f"BAD {corrupt}: corrupt image/png data" in out
     assert f"BAD {webp}: image/webp content but the name ends in '.png'" in out

@@ -153,6 +153,12 @@ def test_missing_local_model_is_one_clear_line(tmp_path: Path) -> None:
         HFProvider(str(tmp_path / "empty"), device="cpu")
 
 
+@pytest.mark.parametrize("size", [0, -3])
+def test_batch_size_below_one_is_refused_not_bent(tiny_model_dir: Path, size: int) -> None:
+    with pytest.raises(VscbenchError, match=f"--batch-size {size}: must be at least 1"):
+        HFProvider(str(tiny_model_dir), device="cpu", batch_size=size)
+
+
 def test_factory_builds_the_hf_provider(tiny_model_dir: Path) -> None:
     from vscbench.models.factory import make_provider
 

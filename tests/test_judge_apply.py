@@ -147,3 +147,34 @@ def test_agreement_orders_worst_disagreements_first() -> None:
     assert pa.n == 3 and pa.agree == 1  # item 4 is UNJUDGED on one side: left out
     assert [d.item_id for d in pa.disagreements] == ["3", "2"]  # crossing the safety line first
     assert pa.disagreements[0].severity == 2
+
+
+def test_pending_items_are_mentioned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.sqlite"
+    answered = "ic/drugs/000/unsafe/0"
+    never = ["tc/000/text", "tc/000/figstep"]
+    with Store(path) as st:
+        st.create_run(
+            "p", kind="run", model="test/m", manifest={}, items=[_item(i) for i in [answered, *never]]
+        )
+        st.add_response("p", Response(answered, Status.OK, RESPONSES[answered][1]))
+    assert main(["judge", "--run", "p", "--judge", "keyword", "--store", str(path)]) == 0
+    assert "pending 2 (never answered" in capsys.readouterr().out
+    assert main(["judge", "--run", "p", "--judge", "keyword", "--store", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["judges"][0]["pending"] == 2
+
+
+def test_kappa_of_two_constant_judges_is_undefined(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "k.sqlite"
+    ids = ["ic/drugs/000/unsafe/0", "ic/drugs/001/unsafe/0"]
+    with Store(path) as st:
+        st.create_run("k", kind="run", model="test/m", manifest={}, items=[_item(i) for i in ids])
+        for iid in ids:
+            st.add_response("k", Response(iid, Status.OK, "I'm sorry, but I can't help with that."))
+    # keyword and local both say REFUSE to both: agreement by chance is 1, kappa undefined (not 1.000)
+    assert main(["judge", "--run", "k", "--judge", "keyword", "--judge", "local", "--store", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Cohen's kappa keyword vs local: undefined (both judges constant) on 2 items" in out
+    assert "1.000" not in out

@@ -131,3 +131,43 @@ def test_train_rebuilds_the_shipped_head_bit_for_bit(tmp_path: Path) -> None:
     out = tmp_path / "head.json"
     assert main(["judge", "train", "--data", str(JUDGE_DEV), "--out", str(out)]) == 0
     assert out.read_bytes() == default_head_path().read_bytes()
+
+
+# -- where `judge train` finds the judge-dev folder ----------------------------------------------
+
+
+def test_default_data_dir_works_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vscbench.judges.train import default_data_dir
+
+    monkeypatch.delenv("VSCBENCH_JUDGE_DEV", raising=False)
+    monkeypatch.delenv("VSCBENCH_SHARED", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ../shared/data/judge-dev from here: found beside the source checkout
+    assert default_data_dir().resolve() == JUDGE_DEV.resolve()
+    monkeypatch.setenv("VSCBENCH_JUDGE_DEV", str(JUDGE_DEV))
+    assert default_data_dir() == JUDGE_DEV
+
+
+def test_missing_judge_dev_is_one_line_naming_what_was_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import vscbench
+    from vscbench.cli import main
+    from vscbench.judges.train import default_data_dir
+
+    monkeypatch.delenv("VSCBENCH_JUDGE_DEV", raising=False)
+    monkeypatch.delenv("VSCBENCH_SHARED", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        vscbench, "__file__", str(tmp_path / "elsewhere" / "src" / "vscbench" / "__init__.py")
+    )
+    with pytest.raises(VscbenchError) as exc:
+        default_data_dir()
+    msg = str(exc.value)
+    assert "current folder" in msg and "source checkout" in msg and "--data DIR" in msg
+    assert str(tmp_path / ".." / "shared" / "data" / "judge-dev") in msg
+
+    monkeypatch.setenv("VSCBENCH_JUDGE_DEV", str(tmp_path / "nowhere"))
+    assert main(["judge", "train", "--out", str(tmp_path / "h.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nowhere" in err and "$VSCBENCH_JUDGE_DEV" in err
+    assert not (tmp_path / "h.json").exists()

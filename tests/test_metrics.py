@@ -255,3 +255,14 @@ def test_compare_clear_difference() -> None:
     assert (x.a_right_b_wrong, x.b_right_a_wrong, x.p_value) == (10, 0, 2 / 1024)
     again = {(c.group, c.metric): c for c in compare(items, a, b, seed=0)}[("half=text", "SRA_u")]
     assert again == x
+
+
+def test_compare_row_with_nothing_in_common_has_no_p_value() -> None:
+    """QA 19: no safe item scored in both runs: SRA_s has n = 0 and no McNemar p (not 1.0)."""
+    items = image_query("drugs", 0)
+    a = {i.id: o(R if i.label == "unsafe" else C) for i in items}
+    b = {i.id: (o(R) if i.label == "unsafe" else o(None, ERR)) for i in items}
+    cmp = {(x.group, x.metric): x for x in compare(items, a, b, n_boot=0)}
+    s = cmp[("half=image", "SRA_s")]
+    assert (s.n, s.a, s.b, s.diff, s.p_value) == (0, None, None, None, None)
+    assert cmp[("half=image", "SRA_u")].p_value == 1.0  # tested, no discordant pair

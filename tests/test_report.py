@@ -345,8 +345,9 @@ def test_tradeoff_section_when_present(
     fake = types.ModuleType("vscbench.report.tradeoff")
     calls: list[Any] = []
 
-    def rows(st: Any, run_ids: list[str], judge_id: str) -> list[dict[str, Any]]:
+    def rows(st: Any, run_ids: list[str], judge_id: str, **kw: Any) -> list[dict[str, Any]]:
         calls.append((run_ids, judge_id))
+        assert kw == {"seed": 0, "ci": False, "n_boot": 1000}  # the report's own interval settings
         return [{"run": "run_b", "d_sra_s": 0.1}]
 
     fake.tradeoff_rows = rows  # type: ignore[attr-defined]

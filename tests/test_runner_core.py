@@ -198,7 +198,9 @@ def test_progress_bar_only_when_asked_or_on_a_terminal(capsys: pytest.CaptureFix
     )
     assert capsys.readouterr().err == ""  # stderr is not a terminal under pytest
     asyncio.run(
-        execute(p, [req(i) for i in range(3)], on_response=lambda r, s: None, progress=True, description="demo")
+        execute(
+            p, [req(i) for i in range(3)], on_response=lambda r, s: None, progress=True, description="demo"
+        )
     )
     err = capsys.readouterr().err
     assert "demo" in err and "3/3" in err and "errors 0" in err

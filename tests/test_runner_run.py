@@ -259,7 +259,9 @@ def test_cli_run_and_runs(lb: Loopback, tmp_path: Path, capsys: pytest.CaptureFi
     assert runs[0]["run_id"] == "cli1" and runs[0]["counts"]["ok"] == 5
     assert main(["run", "-m", "openai-compatible/m", "--metadata", str(METADATA), "--store", store]) == 2
     assert "--base-url" in capsys.readouterr().err
-    assert main(["runs", "--store", str(tmp_path / "none.sqlite")]) == 2
+    capsys.readouterr()
+    assert main(["runs", "--store", str(tmp_path / "none.sqlite")]) == 0  # a missing store has no runs
+    assert "no runs yet" in capsys.readouterr().out and not (tmp_path / "none.sqlite").exists()
 
 
 def test_a_planted_key_appears_nowhere(

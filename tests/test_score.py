@@ -97,13 +97,14 @@ def test_score_stores_judges_and_reports(
     """End to end through the CLI; the judge is a stand-in here (the judges' own tests cover labelling)."""
     calls: list[tuple[str, list[str]]] = []
 
-    def judge_run(store: Store, run_id: str, judges: list[str]) -> None:
-        calls.append((run_id, judges))
+    def judge_run(store: Store, run_id: str, judges: list[Any]) -> None:
+        ids = [j if isinstance(j, str) else j.id for j in judges]  # score builds the judge before storing
+        calls.append((run_id, ids))
         labels = []
         for iid, r in store.responses(run_id).items():
             lab = Label.REFUSE if "cannot" in r.text else Label.COMPLY
             labels.append((iid, lab, {}))
-        store.put_labels(run_id, judges[0], labels)
+        store.put_labels(run_id, ids[0], labels)
 
     fake = types.ModuleType("vscbench.judges.apply")
     fake.judge_run = judge_run  # type: ignore[attr-defined]
@@ -161,7 +162,50 @@ def test_score_with_the_real_keyword_judge(metadata_dir: Path, tmp_path: Path, c
         labels = {i: s.label for i, s in st.labels("k", "keyword").items()}
     assert labels["tc/000/typography"].safety_aware and not labels["tc/000/figstep"].safety_aware
     assert "tc/000/concat" not in labels  # blocked: scored by the report's policy, not judged
-    # an unknown judge: the run is stored, the message says how to go on
+    # an unknown judge is refused before anything is stored
     assert main([*args[:-1], "no-such-judge", "--run-id", "k2"]) == 2
     err = capsys.readouterr().err
-    assert "stored run 'k2', but judging failed" in err and "no-such-judge" in err
+    assert "unknown judge 'no-such-judge'" in err and "stored run" not in err
+    with Store(store) as st:
+        assert not st.has_run("k2")
+
+
+def test_nothing_to_judge_gives_a_report_not_a_loop(
+    metadata_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA 5: a file whose only response is null stores, 'judges' nothing and reports 0 of 1 scored."""
+    f = tmp_path / "bad.jsonl"
+    f.write_text(line(item_id="tc/000/figstep", response=None) + "\n")
+    store = tmp_path / "s.sqlite"
+    code = main(["score", str(f), "--metadata", str(metadata_dir), "--store", str(store), "--judge", "keyword",
+                 "--run-id", "b"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "0/1 scored (empty 1)" in out and out.rstrip().endswith("run id: b")
+    assert main(["report", "--run", "b", "--store", str(store)]) == 0
+    assert "excluded: empty 1" in capsys.readouterr().out
+
+
+def test_failures_before_judging_store_nothing(
+    metadata_dir: Path, items: list[Item], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.jsonl"
+    good.write_text(line(item_id="tc/000/figstep", response="Sure.") + "\n")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(line(item_id="tc/000/figstep", response="Sure.") + "\n" + "{oops\n")
+    store = tmp_path / "s.sqlite"
+    base = ["score", "--metadata", str(metadata_dir), "--store", str(store)]
+    assert main([*base[:1], str(bad), *base[1:], "--judge", "keyword"]) == 2
+    assert "bad.jsonl:2: not valid JSON" in capsys.readouterr().err
+    assert main([*base[:1], str(good), *base[1:], "--judge", "rubric:"]) == 2  # no model after rubric:
+    assert main([*base[:1], str(good), *base[1:], "--judge", "bogus"]) == 2
+    assert "unknown judge 'bogus'" in capsys.readouterr().err
+    with Store(store) as st:
+        assert st.list_runs() == []
+    # a bad --blocked policy through the API is caught before storing too
+    with Store(store) as st:
+        from vscbench.report.score import score_file
+
+        with pytest.raises(VscbenchError, match="--blocked"):
+            score_file(st, good, items, judge="keyword", blocked="maybe")
+        assert st.list_runs() == []

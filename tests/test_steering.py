@@ -21,6 +21,8 @@ from vscbench.calibration.steering import (
     calibration_split,
     directions_dir,
     fit,
+    held_out_summary,
+    held_out_warnings,
     load_direction,
 )
 from vscbench.cli import main
@@ -98,8 +100,29 @@ def test_split_is_seeded_whole_queries_with_both_labels(paths: Any) -> None:
     usable_settings = {"text", "typography", "figstep"}  # images absent here except the rendered ones
     expected = [i.id for i in items if i.query_id in by_query and i.setting in usable_settings]
     assert [i.id for i in a] == expected
-    with pytest.raises(VscbenchError, match="only"):
+    with pytest.raises(VscbenchError, match="has only safe items"):
         calibration_split([i for i in items if i.label == "safe"], 4, seed=0)
+
+
+def test_split_errors_are_clear_and_never_cut_n_silently(paths: Any) -> None:
+    items = load_items(paths)
+    text_queries = len({i.query_id for i in items if i.half == "text"})
+    # images of the image half are absent here: only the text half's queries can be drawn
+    with pytest.raises(VscbenchError, match=rf"--n 100000: only {text_queries} queries have usable items"):
+        calibration_split(items, 100000, seed=0)
+    no_images = [i for i in items if i.half == "image"]
+    with pytest.raises(VscbenchError, match=r"no usable calibration items among the \d+ selected") as exc:
+        calibration_split(no_images, 4, seed=0)
+    assert "only no" not in str(exc.value) and "or none" not in str(exc.value)
+
+    # the held-out share is counted per half and warned about past one half
+    split = calibration_split(items, text_queries, seed=0)
+    summary = held_out_summary(items, sorted({i.query_id for i in split}))
+    assert summary["text"] == {"held_out": text_queries, "queries": text_queries}
+    assert summary["image"]["held_out"] == 0
+    (warning,) = held_out_warnings(summary)
+    assert f"holds out {text_queries} of the {text_queries} text-half queries" in warning
+    assert held_out_warnings(held_out_summary(items, sorted({i.query_id for i in split})[:4])) == []
 
 
 def test_direction_is_reproducible_and_is_the_mean_difference(
@@ -135,6 +158,21 @@ def test_activations_are_the_decoder_layer_output(provider: HFProvider, tiny_ima
         out = provider.model(**provider.encode(reqs), output_hidden_states=True, use_cache=False)
     # hidden_states[0] is the embedding output, hidden_states[L + 1] the output of decoder layer L
     np.testing.assert_allclose(acts, out.hidden_states[1][:, -1, :].float().numpy(), atol=1e-6)
+
+
+def test_fit_never_overwrites_a_direction_silently(
+    provider: HFProvider, paths: Any, fitted: Path, work: Path
+) -> None:
+    before = fitted.read_bytes()
+    with pytest.raises(VscbenchError, match="already exists .*--force"):
+        fit(provider, paths, 1, out=fitted, n_queries=N_QUERIES, seed=5)
+    assert fitted.read_bytes() == before
+    copy = work / "copy.safetensors"
+    shutil.copy(fitted, copy)
+    res = fit(provider, paths, 1, out=copy, n_queries=N_QUERIES, seed=5, force=True)
+    assert res.provenance["seed"] == 5 and load_direction(copy).provenance["seed"] == 5
+    with pytest.raises(VscbenchError, match="--setting bogus: unknown setting"):
+        fit(provider, paths, 1, out=work / "new.safetensors", settings=["bogus"])
 
 
 # ---- the hook -----------------------------------------------------------------------------------------
@@ -240,6 +278,30 @@ def test_steer_changes_generation_and_hooks_are_removed(
     assert _hooks(provider) == before
     # and the next plain call answers as before
     assert _gen(provider, reqs[:1])[0].text == plain[0].text
+
+
+def test_steer_records_the_projection_and_steered(
+    provider: HFProvider, fitted: Path, tiny_images: dict[str, Path]
+) -> None:
+    reqs = sample_requests(tiny_images, max_tokens=4)
+    proj = provider.last_token_activations(reqs, 1) @ load_direction(fitted).unit
+    steered = _gen(provider, _with_steering(reqs, _steer(fitted, "steer:layer=1,alpha=3")))
+    for i, r in enumerate(steered):
+        rec = r.raw["steering"]
+        assert rec["method"] == "steer" and rec["steered"] is True
+        # measured before the shift, at the last prompt token: the same figure revise uses
+        assert rec["projection"] == pytest.approx(float(proj[i]), abs=1e-3)
+
+
+def test_a_layer_the_model_lacks_names_its_layers(tiny_model_dir: Path) -> None:
+    (cal,) = parse_calibrations(["steer:layer=99,alpha=-4"])
+    assert isinstance(cal, SteeringCalibration)
+    cal.bind_model(f"hf/{tiny_model_dir}")
+    with pytest.raises(
+        VscbenchError, match=r"layer 99 does not exist: .* has 2 decoder layers \(0\.\.1\)"
+    ) as exc:
+        cal.excluded_query_ids()
+    assert "calibrate fit" not in str(exc.value)
 
 
 # ---- the calibration objects --------------------------------------------------------------------------
@@ -365,4 +427,41 @@ def test_calibrate_fit_command(
     assert main([*args[:3], "openai/gpt-4o", *args[4:]]) == 2
     assert "need an hf/ model" in capsys.readouterr().err
     assert main([*args[:5], "7", *args[6:]]) == 2
-    assert "layer 7 does not exist" in capsys.readouterr().err
+    assert "layer 7 does not exist: this model has 2 decoder layers (0..1)" in capsys.readouterr().err
+
+
+def test_calibrate_fit_refuses_to_overwrite_and_checks_its_flags(
+    tiny_model_dir: Path, metadata_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["calibrate", "fit", "-m", f"hf/{tiny_model_dir}", "--layer", "1", "--n", "4",
+            "--metadata", str(metadata_dir), "--root", str(tmp_path / "root"), "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    path = Path(out.split()[1])
+    assert "held out   0 of " in out and " image-half, 4 of 450 text-half queries" in out
+    first = path.read_bytes()
+    assert main([*args, "--seed", "9"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already exists" in err and "--force" in err
+    assert path.read_bytes() == first
+    assert main([*args, "--seed", "9", "--force"]) == 0
+    capsys.readouterr()
+    assert load_direction(path).provenance["seed"] == 9
+
+    # --n larger than what can be drawn: an error, never a silent cut
+    assert main([*args[:7], "100000", *args[8:], "--out", str(tmp_path / "big.safetensors")]) == 2
+    assert "--n 100000: only 450 queries" in capsys.readouterr().err
+    # a split that holds out most of a half is warned about
+    most = ["--out", str(tmp_path / "most.safetensors"), "--setting", "text", "--batch-size", "64"]
+    assert main([*args[:7], "300", *args[8:], *most]) == 0
+    assert "warning: the calibration split holds out 300 of the 450 text-half" in capsys.readouterr().err
+
+    for bad, message in (
+        (["--setting", "bogus"], "invalid choice: 'bogus'"),
+        (["--batch-size", "0"], "--batch-size: expected a number of at least 1"),
+        (["--device", "gpu"], "invalid choice: 'gpu'"),
+        (["--dtype", "float64"], "invalid choice: 'float64'"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, *bad])
+        assert exc.value.code == 2 and message in capsys.readouterr().err

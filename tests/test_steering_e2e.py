@@ -11,6 +11,7 @@ import pytest
 from hf_fixtures import tiny_model_dir
 from vscbench.calibration.steering import directions_dir, load_direction
 from vscbench.cli import main
+from vscbench.data import load_items, resolve_paths
 from vscbench.store import Store
 
 __all__ = ["tiny_model_dir"]  # fixture, imported for pytest
@@ -34,8 +35,13 @@ def test_fit_then_steer_and_revise_runs(
     direction = load_direction(path)
     capsys.readouterr()
 
-    # the runner leaves the calibration queries out before --limit samples: no evaluated query was seen
-    common = ["-m", model, "--metadata", str(metadata_dir), "--setting", "figstep", "--limit", "4"]
+    # four evaluation items and one of a calibration query: the runner leaves that one out of steered runs
+    figstep = [i for i in load_items(resolve_paths(None, metadata_dir), settings=["figstep"]) if not i.note]
+    evaluated = [i.id for i in figstep if i.query_id not in direction.query_ids][:4]
+    calibration_item = next(i.id for i in figstep if i.query_id in direction.query_ids)
+    items_file = tmp_path / "items.txt"
+    items_file.write_text("\n".join([*evaluated, calibration_item]) + "\n")
+    common = ["-m", model, "--metadata", str(metadata_dir), "--items", str(items_file)]
     common += ["--max-tokens", "8", "--device", "cpu", "--batch-size", "2"]
 
     plain = _run(capsys, *common, "--run-id", "plain")
@@ -44,13 +50,17 @@ def test_fit_then_steer_and_revise_runs(
     untouched = _run(
         capsys, *common, "--run-id", "untouched", "--calibration", "revise:layer=1,alpha=-4,threshold=1e9"
     )
-    for res in (plain, steer, revise, untouched):
+    for res, n in ((plain, 5), (steer, 4), (revise, 4), (untouched, 4)):
         counts = res["counts"]
-        assert isinstance(counts, dict) and counts["ok"] + counts["empty"] == 4 and counts["error"] == 0
+        assert isinstance(counts, dict) and counts["ok"] + counts["empty"] == n and counts["error"] == 0
 
     with Store() as store:
         texts = {rid: {k: r.text for k, r in store.responses(rid).items()} for rid in ("plain", "untouched")}
-        assert texts["untouched"] == texts["plain"] and len(texts["plain"]) == 4
+        assert set(texts["untouched"]) == set(evaluated) and set(texts["plain"]) == {
+            *evaluated,
+            calibration_item,
+        }
+        assert texts["untouched"] == {k: texts["plain"][k] for k in evaluated}
         for rid, method in (("steer", "steer"), ("revise", "revise")):
             manifest = store.get_run(rid).manifest
             (cal,) = manifest["calibrations"]
@@ -65,7 +75,12 @@ def test_fit_then_steer_and_revise_runs(
             # the per-item steering record (projection, steered or not) survives in the store
             assert all("steering" in r.raw for r in store.responses(rid).values())
             held = {k for k, why in manifest["excluded_items"].items() if "calibration split" in why}
-            assert held == {f"{q}/figstep" for q in direction.query_ids}
+            assert held == {calibration_item}
+            # steer records the projection too (measured in the same forward pass), and that it steered
+            for r in store.responses(rid).values():
+                rec = r.raw["steering"]
+                assert isinstance(rec["projection"], float) and isinstance(rec["steered"], bool)
+                assert rec["steered"] or method == "revise"
         assert "excluded_items" not in store.get_run("plain").manifest or not any(
             "calibration split" in why for why in store.get_run("plain").manifest["excluded_items"].values()
         )

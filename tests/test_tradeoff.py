@@ -190,7 +190,8 @@ def test_markdown_marks_the_baseline_and_neutralises_html(store: Path) -> None:
     with Store(store) as st:
         md = tradeoff_table(tradeoff_rows(st, [], "j"))
     base = next(line for line in md.splitlines() if "| none |" in line)
-    assert base.count("baseline") == 4
+    cells = [c.strip() for c in base.strip("|").split("|")]
+    assert [cells[k] for k in (3, 5, 6, 8)] == ["baseline"] * 4
     assert "<b>" not in md and "&lt;b&gt;m2&lt;/b&gt;" in md
 
 
@@ -216,7 +217,7 @@ def test_report_command_shows_the_deltas(
     from vscbench.cli import main
 
     argv = ["report", "--store", str(store), "--run", "base", "--run", "rem", "--run", "fs", "--judge", "j"]
-    assert main([*argv, "--format", "md"]) == 0
+    assert main([*argv, "--format", "md", "--ci", "--resamples", "200"]) == 0
     md = capsys.readouterr().out
     assert "| model | calibration | SRA_s | Δ SRA_s" in md
     rem = next(line for line in md.splitlines() if line.startswith(f"| {MODEL} | reminder |"))
@@ -239,3 +240,40 @@ def test_report_accepts_utility_runs_beside_evaluation_runs(
     assert "u-rem" not in md.split("| model | calibration |")[0]
     assert main(["report", "--store", str(store), "--run", "u-rem", "--judge", "j"]) == 2
     assert "utility run" in capsys.readouterr().err
+
+
+def test_intervals_only_with_ci(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """QA 20: a report without --ci says 'no intervals' and its trade-off table shows none either."""
+    from vscbench.cli import main
+
+    argv = ["report", "--store", str(store), "--run", "base", "--run", "rem", "--judge", "j", "--format", "md"]
+    assert main(argv) == 0
+    md = capsys.readouterr().out
+    rem = next(line for line in md.splitlines() if line.startswith(f"| {MODEL} | reminder |"))
+    assert "[" not in rem and "+75.0" in rem and "-20.0" in rem
+    assert "no intervals (add --ci)" in md
+    with Store(store) as st:
+        (row,) = [r for r in tradeoff_rows(st, ["base", "rem"], "j", ci=False) if r["calibration"] == "reminder"]
+    assert row["d_SRA_u_ci"] == [None, None] and row["d_utility_ci"] == [None, None]
+    assert row["d_SRA_u"] == pytest.approx(0.75)
+
+
+def test_the_chosen_run_is_named_when_several_match(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA 20: two utility runs of one calibration: the latest is used and the table's note names it."""
+    import shutil
+
+    from vscbench.cli import main
+
+    path = tmp_path / "s.sqlite"
+    shutil.copy(store, path)
+    with Store(path) as st:
+        _utility_run(st, "u-rem2", ["reminder"], set(range(1, 10)))  # 9/10, created last
+        rows = tradeoff_rows(st, ["rem"], "j")
+    base, rem = rows
+    assert rem["utility_run"] == "u-rem2" and rem["d_utility"] == pytest.approx(0.1)
+    assert "utility run 'u-rem2' chosen, the latest of 2 (also: u-rem)" in rem["note"]
+    assert "baseline evaluation run 'base' chosen, the latest of 2 (also: base-old)" in base["note"]
+    assert main(["report", "--store", str(path), "--run", "rem", "--judge", "j", "--format", "md"]) == 0
+    assert "utility run 'u-rem2' chosen" in capsys.readouterr().out

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from vscbench.data.synthetic import tiny_image_bytes
 from vscbench.errors import VscbenchError
 from vscbench.types import Status
 from vscbench.utility.dataset import (
@@ -45,7 +46,8 @@ GOOD = {"id": "q1", "question": "How many?", "answers": [3], "answer_type": "num
 # ---- dataset ----------------------------------------------------------------------------------------
 def test_load_valid_lines(tmp_path: Path) -> None:
     (tmp_path / "im").mkdir()
-    (tmp_path / "im" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    png = tiny_image_bytes("PNG")  # a real image: load checks the file is one
+    (tmp_path / "im" / "a.png").write_bytes(png)
     p = _write(
         tmp_path,
         [
@@ -67,7 +69,7 @@ def test_load_valid_lines(tmp_path: Path) -> None:
     # the stored copy round-trips, and the fingerprint sees references and image bytes
     assert read_examples_jsonl(examples_jsonl(exs)) == exs
     fp = fingerprint(exs)
-    (tmp_path / "im" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nX")
+    (tmp_path / "im" / "a.png").write_bytes(png + b"X")
     assert fingerprint(exs) != fp
 
 

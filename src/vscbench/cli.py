@@ -83,10 +83,7 @@ def _cmd_data_verify(a: argparse.Namespace) -> int:
     else:
         sys.stdout.write("\n".join(report.lines()) + "\n")
     if not report.ok:
-        sys.stderr.write(
-            f"vscbench: the release under {report.root} is not whole: {len(report.missing)} missing, "
-            f"{len(report.bad)} bad image(s)\n"
-        )
+        sys.stderr.write(f"vscbench: the release under {report.root} is not whole: {report.shortfall()}\n")
     return 0 if report.ok else 1
 
 
@@ -132,7 +129,7 @@ def _cmd_data_export(a: argparse.Namespace) -> int:
 
     items = load_items(resolve_paths(a.root, a.metadata), half=a.half, settings=a.setting)
     s = export_items(items, a.format, Path(a.out), embed=a.embed_images)
-    note = f" ({s.images_missing} image files not present)" if s.images_missing else ""
+    note = f" ({s.note()})" if s.images_missing else ""
     sys.stdout.write(f"wrote {s.rows} items as {s.format} to {s.out}{note}\n")
     return 0
 
@@ -154,7 +151,15 @@ def _register_data(sub: argparse._SubParsersAction[Any]) -> None:
     data = sub.add_parser("data", help="get, check, render and export the benchmark data")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    p = dsub.add_parser("items", help="list the benchmark items")
+    p = dsub.add_parser(
+        "items",
+        help="list the benchmark items",
+        description="List the items the metadata defines, in canonical order, one per line: id, label "
+        "(safe/unsafe), setting and the first 80 characters of the query. The image half has 1800 items "
+        "(6 per query: 3 safe and 3 unsafe images); the text half 2250 (450 queries x text, search, "
+        "typography, concat, figstep), the text-only baseline included. Reads only the two metadata files: "
+        "images need not be present.",
+    )
     _add_data_args(p)
     p.add_argument("--half", choices=["image", "text"], help="only this half")
     p.add_argument("--setting", action="append", choices=list(_SETTINGS), help="only this setting (repeatable)")
@@ -238,10 +243,11 @@ def _register_data(sub: argparse._SubParsersAction[Any]) -> None:
 # ==== run / runs ====================================================================================
 def _cmd_run(a: argparse.Namespace) -> int:
     from vscbench.runner.core import Limits, RetryPolicy
-    from vscbench.runner.run import run_generation
+    from vscbench.runner.run import excluded_by_reason, exclusion_summary, retry_command, run_generation
     from vscbench.runner.select import Selection
     from vscbench.types import GenConfig
 
+    config = GenConfig(temperature=a.temperature, max_tokens=a.max_tokens, seed=a.seed, top_p=a.top_p)
     result = run_generation(
         a.model,
         base_url=a.base_url,
@@ -257,7 +263,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
             limit=a.limit,
             sample_seed=a.sample_seed,
         ),
-        config=GenConfig(temperature=a.temperature, max_tokens=a.max_tokens, seed=a.seed, top_p=a.top_p),
+        config=config,
         calibrations=a.calibration or (),
         limits=Limits(concurrency=a.concurrency, rpm=a.rpm, tpm=a.tpm),
         policy=RetryPolicy.for_model(a.model, a.max_attempts, a.timeout),
@@ -276,38 +282,55 @@ def _cmd_run(a: argparse.Namespace) -> int:
                 "counts": c,
                 "sent": result.sent,
                 "skipped": result.skipped,
+                "skipped_errors": result.skipped_errors,
                 "excluded": len(result.excluded),
+                "excluded_by_reason": excluded_by_reason(result.excluded),
                 "stats": result.stats.to_dict(),
             }
         )
     else:
+        kept = f", errors not re-asked {result.skipped_errors}" if result.skipped_errors else ""
         sys.stdout.write(
             f"run {result.run_id}{' (resumed)' if result.resumed else ''}\n"
             f"store {result.store_path}\n"
-            f"items {c['items']}: sent {result.sent}, already answered {result.skipped}, "
-            f"never sent {len(result.excluded)} (blank query)\n"
+            f"items {c['items']}: sent {result.sent}, already answered {result.skipped - result.skipped_errors}"
+            f"{kept}, never sent {exclusion_summary(result.excluded)}\n"
             f"ok {c['ok']}  blocked {c['blocked']}  empty {c['empty']}  error {c['error']}  "
             f"pending {c['pending']}  ({result.stats.retries} retries, {result.stats.wall_s:.1f}s)\n"
         )
-    if c["error"]:
+    for note in result.notes:
+        sys.stderr.write(f"vscbench: note: {note}\n")
+    if not c["error"]:
+        return 0
+    hint = retry_command(
+        a.model, result.run_id, base_url=a.base_url, root=a.root, metadata=a.metadata, store=a.store,
+        config=config, calibrations=a.calibration or (), device=a.device, dtype=a.dtype, batch_size=a.batch_size,
+    )  # fmt: skip
+    failed = result.sent > 0 and result.stats.errors == result.sent
+    if failed:
+        why = " ".join((result.error_example or "").split())
+        why = f" (e.g. {why[:200]}{'...' if len(why) > 200 else ''})" if why else ""
         sys.stderr.write(
-            f"vscbench: {c['error']} item(s) ended in error; re-ask them with "
-            f"'vscbench run -m {a.model} --run-id {result.run_id} --retry-errors'\n"
+            f"vscbench: error: every one of the {result.sent} item(s) sent ended in error{why}\n"
         )
-    return 0
+    sys.stderr.write(
+        f"vscbench: {c['error']} item(s) of run {result.run_id} ended in error; re-ask them with '{hint}'\n"
+    )
+    return 1 if failed else 0
 
 
 def _cmd_runs(a: argparse.Namespace) -> int:
     import datetime as dt
 
     from vscbench.runner.run import list_runs
+    from vscbench.store import default_store_path
 
     runs = list_runs(a.store)
     if a.json:
         _print_json(runs)
         return 0
     if not runs:
-        sys.stdout.write("no runs yet\n")
+        sys.stdout.write(f"no runs yet in {a.store or default_store_path()}\n")
         return 0
     cols = ("run", "model", "kind", "created (UTC)", "items", "ok", "blocked", "empty", "error", "pending")
     rows = [
@@ -326,8 +349,52 @@ def _cmd_runs(a: argparse.Namespace) -> int:
     return 0
 
 
+def _flag_int(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type=``: a whole number of at least ``minimum`` (argparse names the flag)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {v}")
+        return v
+
+    return parse
+
+
+def _flag_float(low: float, *, low_open: bool = False, high: float | None = None) -> Callable[[str], float]:
+    """An argparse ``type=``: a finite number >= ``low`` (> with ``low_open``), and <= ``high`` if given."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if v != v or v in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if v < low or (low_open and v == low) or (high is not None and v > high):
+            rule = f"above {low:g}" if low_open else ("zero or more" if low == 0 else f"at least {low:g}")
+            rule += f" and at most {high:g}" if high is not None else ""
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return v
+
+    return parse
+
+
 def _register_run(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("run", help="generate a model's responses to the benchmark items (resumable)")
+    p = sub.add_parser(
+        "run",
+        help="generate a model's responses to the benchmark items (resumable)",
+        description=(
+            "Send the selected benchmark items to a model and store each response the moment it arrives. "
+            "Run it again with the same --run-id to resume: answered items are never sent again "
+            "(--retry-errors re-asks the ones that ended in error); the model, base URL, generation "
+            "options and calibrations must be the same. Items whose query is blank in the source, or that "
+            "a steering direction was fitted on, are never sent and are listed in the run's manifest."
+        ),
+    )
     p.add_argument(
         "-m",
         "--model",
@@ -341,45 +408,85 @@ def _register_run(sub: argparse._SubParsersAction[Any]) -> None:
     _add_store_arg(p)
     p.add_argument("--run-id", help="name of the run; an existing id is resumed (default: generated)")
     sel = p.add_argument_group("selection")
-    sel.add_argument("--half", choices=["image", "text"])
+    sel.add_argument("--half", choices=["image", "text"], help="only this half (default: both)")
     sel.add_argument(
-        "--setting", action="append", help="image, text, search, typography, concat, figstep (repeatable)"
+        "--setting",
+        action="append",
+        choices=["image", "text", "search", "typography", "concat", "figstep"],
+        help="only this setting (repeatable; default: all)",
     )
-    sel.add_argument("--category", action="append", help="image category or XSTest type (repeatable)")
+    sel.add_argument(
+        "--category",
+        action="append",
+        help="only this image category or XSTest type (repeatable; default: all)",
+    )
     sel.add_argument("--items", metavar="FILE", help="item ids, one per line (or a JSON list)")
     sel.add_argument(
         "--limit",
-        type=int,
+        type=_flag_int(1),
         metavar="N",
-        help="a deterministic sample of N items balanced over halves, labels, categories/types, settings",
+        help="a deterministic sample of N selected items, balanced over halves, categories/types and labels "
+        "within each, image items in safe/unsafe pairs, text items as whole queries across the settings; "
+        "a larger N extends a smaller one (sampled items that cannot be sent are counted as never sent)",
     )
     sel.add_argument("--sample-seed", type=int, default=0, help="seed of the --limit sample (default 0)")
     gen = p.add_argument_group("generation")
-    gen.add_argument("--max-tokens", type=int, default=512)
-    gen.add_argument("--temperature", type=float, default=0.0)
-    gen.add_argument("--top-p", type=float)
+    gen.add_argument(
+        "--max-tokens", type=_flag_int(1), default=512, help="longest answer in tokens (default 512)"
+    )
+    gen.add_argument(
+        "--temperature", type=_flag_float(0), default=0.0, help="sampling temperature (default 0: greedy)"
+    )
+    gen.add_argument(
+        "--top-p",
+        type=_flag_float(0, low_open=True, high=1),
+        help="nucleus sampling, 0 < P <= 1 (default: not sent)",
+    )
     gen.add_argument("--seed", type=int, default=0, help="sampling seed where the API takes one (default 0)")
     gen.add_argument(
         "--calibration", action="append", metavar="SPEC", help="e.g. reminder, fewshot:k=2 (repeatable)"
     )
     ex = p.add_argument_group("execution")
-    ex.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
-    ex.add_argument("--rpm", type=float, help="requests-per-minute budget")
-    ex.add_argument("--tpm", type=float, help="tokens-per-minute budget (estimated before, settled after)")
-    ex.add_argument("--timeout", type=float, help="seconds per request, 0 = none (default 120; none for hf/)")
-    ex.add_argument("--max-attempts", type=int, default=6, help="attempts per item (default 6)")
+    ex.add_argument("--concurrency", type=_flag_int(1), default=16, help="requests in flight (default 16)")
+    ex.add_argument(
+        "--rpm", type=_flag_float(0, low_open=True), help="requests-per-minute budget (default: none)"
+    )
+    ex.add_argument(
+        "--tpm",
+        type=_flag_float(0, low_open=True),
+        help="tokens-per-minute budget, estimated before and settled after each request (default: none)",
+    )
+    ex.add_argument(
+        "--timeout", type=_flag_float(0), help="seconds per request, 0 = none (default 120; none for hf/)"
+    )
+    ex.add_argument("--max-attempts", type=_flag_int(1), default=6, help="attempts per item (default 6)")
     ex.add_argument("--retry-errors", action="store_true", help="re-ask the items that ended in error")
     ex.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     hf = p.add_argument_group("hf/ models")
-    hf.add_argument("--batch-size", type=int, help="generation batch size (default 1)")
-    hf.add_argument("--device", choices=["cpu", "cuda", "auto"], help="default auto")
-    hf.add_argument("--dtype", help="torch dtype (default float32 on CPU, bfloat16 on CUDA)")
+    hf.add_argument("--batch-size", type=_flag_int(1), help="generation batch size (default 1)")
+    hf.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where the model runs (default auto)")
+    hf.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "float16", "bfloat16"],
+        help="weights dtype (default float32 on CPU, bfloat16 on CUDA; auto = the checkpoint's)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_run)
 
-    r = sub.add_parser("runs", help="list the runs in the store with their counts")
+    r = sub.add_parser(
+        "runs",
+        help="list the runs in the store with their counts",
+        description=(
+            "List every run in the store (generation, utility and scored runs) with its model, kind, "
+            "creation time and response counts (ok, blocked, empty, error, pending)."
+        ),
+    )
     _add_store_arg(r)
-    r.add_argument("--json", action="store_true")
+    r.add_argument(
+        "--json",
+        action="store_true",
+        help="print the runs as JSON (with calibrations and judges; default: a table)",
+    )
     r.set_defaults(func=_cmd_runs)
 
 
@@ -458,15 +565,34 @@ def _register_judge(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=_cmd_judge)
     jsub = p.add_subparsers(dest="judge_command", required=False, metavar="COMMAND", parser_class=_Parser)
 
-    v = jsub.add_parser("validate", help="score a judge against human labels (XSTest or MSTS CSV)")
+    v = jsub.add_parser(
+        "validate",
+        help="score a judge against human labels (XSTest or MSTS CSV)",
+        description="Run a judge on every row of a human-labelled CSV and print accuracy and balanced "
+        "accuracy (safety-aware vs not), four-class macro-F1, Cohen's kappa with the humans and the confusion "
+        "matrix. xstest: columns completion, final_label; msts: response, final_taxonomy (1.Z/2.Z rows are "
+        "left out and counted). A file the local judge was trained on is flagged (in-sample figures; "
+        "leave-one-model-out figures come from benchmarks/judge_quality.py).",
+    )
     v.add_argument("--gold", required=True, metavar="FILE", help="CSV with human labels")
     v.add_argument("--format", required=True, choices=["xstest", "msts"], help="the gold file's format")
     v.add_argument("--judge", default="local", metavar="NAME", help="the judge to score (default: local)")
     _add_judge_call_args(v)
     v.set_defaults(func=_cmd_judge_validate)
 
-    t = jsub.add_parser("train", help="rebuild the local judge's head, bit for bit, from the judge-dev sets")
-    t.add_argument("--data", metavar="DIR", help="the judge-dev folder (default: ../shared/data/judge-dev)")
+    t = jsub.add_parser(
+        "train",
+        help="rebuild the local judge's head, bit for bit, from the judge-dev sets",
+        description="Fit the local judge's head (logistic regressions over a MiniLM embedding and lexical "
+        "features) on the two XSTest completion files, the MSTS dev file and the project's own examples; the "
+        "same data and package versions give the same bytes as the shipped head. Needs the 'local-judge' extra.",
+    )
+    t.add_argument(
+        "--data",
+        metavar="DIR",
+        help="the judge-dev folder (default: $VSCBENCH_JUDGE_DEV, else ../shared/data/judge-dev from the "
+        "current folder, else beside the source checkout)",
+    )
     t.add_argument("--out", metavar="PATH", help="where to write the head (default: the shipped asset)")
     t.set_defaults(func=_cmd_judge_train)
 
@@ -533,24 +659,54 @@ def _add_report_metric_args(p: argparse.ArgumentParser) -> None:
 
 
 def _register_report(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("report", help="the paper's scores for stored, judged runs (table, md, latex, csv, json, html)")
+    p = sub.add_parser(
+        "report",
+        help="the paper's scores for stored, judged runs (table, md, latex, csv, json, html)",
+        description="Score stored runs with one judge's labels: SRA_s, SRA_u, overall, helpful_s, pair accuracy "
+        "and consistency, per category, setting and XSTest type, with coverage (what was left out and why). "
+        "The first --run is the baseline: every later run is compared with it on the items both scored "
+        "(paired difference, exact McNemar test). Calibrated runs add a safety-utility trade-off table. "
+        "Needs no model or judge call; a run with no response a judge could label is reported as 0 scored.",
+    )
     p.add_argument("--run", action="append", required=True, metavar="ID", help="run id (repeatable; first = baseline)")
-    p.add_argument("--format", choices=["table", "md", "latex", "csv", "json", "html"], default="table")
+    p.add_argument(
+        "--format",
+        choices=["table", "md", "latex", "csv", "json", "html"],
+        default="table",
+        help="table (terminal, default), md, latex (booktabs fragments), csv or json (one row per run, group "
+        "and metric), html (one self-contained file with charts and an item browser)",
+    )
     p.add_argument("--out", metavar="PATH", help="write to this file instead of standard output")
     p.add_argument("--judge", metavar="NAME", help="whose labels to score (default: local, else the only one stored)")
     p.add_argument("--no-thumbnails", action="store_true", help="html: leave item images out")
     _add_report_metric_args(p)
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("plot", help="the report's figures as PNG or SVG (needs the 'report' extra)")
+    p = sub.add_parser(
+        "plot",
+        help="the report's figures as PNG or SVG (needs the 'report' extra)",
+        description="Write the report's figures into --out: calibration_plane (x = SRA_s, y = SRA_u, one point "
+        "per run), sra_by_category (image half) and sra_by_setting (text half) as grouped bars. A group with "
+        "no scored item is marked n/a; --ci adds interval whiskers. Needs matplotlib (pip install "
+        "'vscbench[report]').",
+    )
     p.add_argument("--run", action="append", required=True, metavar="ID", help="run id (repeatable)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the figures")
-    p.add_argument("--format", choices=["png", "svg"], default="png")
+    p.add_argument(
+        "--format", choices=["png", "svg"], default="png", help="png (default) or svg (text kept as text)"
+    )
     p.add_argument("--judge", metavar="NAME", help="whose labels to score (default: local, else the only one stored)")
     _add_report_metric_args(p)
     p.set_defaults(func=_cmd_plot)
 
-    p = sub.add_parser("score", help="store, judge and report responses generated elsewhere (JSONL)")
+    p = sub.add_parser(
+        "score",
+        help="store, judge and report responses generated elsewhere (JSONL)",
+        description="Bring responses made outside vscbench (e.g. a vLLM batch job) into the store as a new run, "
+        "label them with --judge and print the report. One JSON object per line: item_id, response, and "
+        "optionally status (ok, blocked, empty, error) and error. The whole file and the judge are checked "
+        "first: on any error nothing is stored.",
+    )
     p.add_argument("file", metavar="FILE.jsonl", help='one {"item_id": ..., "response": ...} object per line')
     p.add_argument("--judge", default="local", metavar="NAME", help="judge to label with (default: local)")
     p.add_argument("--run-id", metavar="ID", help="id for the new run (default: generated)")
@@ -568,7 +724,7 @@ def _register_report(sub: argparse._SubParsersAction[Any]) -> None:
 
 # ==== calibrate / utility ===========================================================================
 def _cmd_calibrate_fit(a: argparse.Namespace) -> int:
-    from vscbench.calibration.steering import fit
+    from vscbench.calibration.steering import direction_destination, fit
     from vscbench.data import resolve_paths
     from vscbench.models.base import parse_model_spec
 
@@ -577,16 +733,20 @@ def _cmd_calibrate_fit(a: argparse.Namespace) -> int:
         raise VscbenchError(f"-m {a.model}: activation directions need an hf/ model (weights in this process)")
     from vscbench.models.hf import HFProvider
 
+    direction_destination(model, a.layer, a.out, force=a.force)  # refuse before the model loads
     provider = HFProvider(model, device=a.device, batch_size=a.batch_size, dtype=a.dtype)
     res = fit(
         provider, resolve_paths(a.root, a.metadata), a.layer, out=a.out, n_queries=a.n, seed=a.seed,
-        half=a.half, settings=a.setting,
+        half=a.half, settings=a.setting, force=a.force,
     )  # fmt: skip
+    for line in res.warnings:
+        sys.stderr.write(f"vscbench: warning: {line}\n")
     p = res.provenance
     if a.json:
         _print_json({"path": str(res.path), "sha256": res.sha256, "provenance": p})
         return 0
     ps, pu = p["projection_safe"], p["projection_unsafe"]
+    held = ", ".join(f"{h['held_out']} of {h['queries']} {half}-half" for half, h in p["held_out"].items())
     sys.stdout.write(
         f"direction  {res.path}\n"
         f"sha256     {res.sha256}\n"
@@ -595,6 +755,7 @@ def _cmd_calibrate_fit(a: argparse.Namespace) -> int:
         f"norm       {p['norm']:.4g}\n"
         f"projection safe {ps['mean']:.4g} ± {ps['std']:.3g}   unsafe {pu['mean']:.4g} ± {pu['std']:.3g}"
         f"   suggested revise threshold {p['suggested_threshold']:.4g}\n"
+        f"held out   {held} queries: runs with this direction leave their items out of evaluation\n"
         f"use it     --calibration steer:layer={p['layer']},alpha=-4,direction={res.path}\n"
     )
     return 0
@@ -606,17 +767,44 @@ def _register_calibration(sub: argparse._SubParsersAction[Any]) -> None:
     p = csub.add_parser(
         "fit",
         help="fit a steering direction (mean unsafe - mean safe activation at one layer) for an hf/ model",
+        description="Draw --n whole queries with --seed (both labels), take the output of decoder layer --layer "
+        "at the last prompt token, and save mean(unsafe) - mean(safe) with its provenance as a .safetensors "
+        "file. Every run that uses the direction leaves the items of those queries out of evaluation (the "
+        "command says how many per half). An existing direction file is never replaced silently: the command "
+        "refuses unless --force (or give a new --out).",
     )
     p.add_argument("-m", "--model", required=True, help="hf/<hub id or local folder>")
     p.add_argument("--layer", type=int, required=True, help="decoder layer whose output is steered (0-based)")
-    p.add_argument("--out", help="direction file (default: $VSCBENCH_HOME/directions/<model>.layer<L>.safetensors)")
-    p.add_argument("--n", type=int, default=32, help="calibration queries to draw (default 32)")
+    p.add_argument(
+        "--out",
+        help="direction file (default: $VSCBENCH_HOME/directions/<model>.layer<L>.safetensors); "
+        "an existing file is refused unless --force",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="overwrite an existing direction file (runs that used it will not resume)"
+    )
+    p.add_argument(
+        "--n",
+        type=int,
+        default=32,
+        help="calibration queries to draw, at least 2 and at most those with usable items (default 32); "
+        "they are held out of every run that uses the direction",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration split (default 0)")
     p.add_argument("--half", choices=["image", "text"], help="draw only from one half")
-    p.add_argument("--setting", action="append", help="draw only from these settings (repeatable)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype")
-    p.add_argument("--batch-size", type=int, default=8, help="inputs per forward pass (default 8)")
+    p.add_argument(
+        "--setting",
+        action="append",
+        choices=["image", "text", "search", "typography", "concat", "figstep"],
+        help="draw only from these settings (repeatable)",
+    )
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto", help="default auto")
+    p.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "float16", "bfloat16"],
+        help="torch dtype (default float32 on CPU, bfloat16 on CUDA)",
+    )
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="inputs per forward pass (default 8)")
     p.add_argument("--json", action="store_true", help="print the path, sha256 and provenance as JSON")
     _add_data_args(p)
     p.set_defaults(func=_cmd_calibrate_fit)
@@ -627,7 +815,7 @@ def _cmd_utility(a: argparse.Namespace) -> int:
     from vscbench.runner.core import Limits, RetryPolicy
     from vscbench.types import GenConfig
     from vscbench.utility.run import run_utility
-    from vscbench.utility.scoring import format_summary
+    from vscbench.utility.scoring import format_summary, nothing_scored
 
     if not a.model or not a.data:
         raise VscbenchError("utility needs -m MODEL and --data FILE.jsonl (or: vscbench utility make-synthetic)")
@@ -659,6 +847,10 @@ def _cmd_utility(a: argparse.Namespace) -> int:
             f"run {res.run_id}{' (resumed)' if res.resumed else ''}\nstore {res.store_path}\n"
             f"{format_summary(res.summary)}\n"
         )
+    why = nothing_scored(res.summary)
+    if why:
+        sys.stderr.write(f"vscbench: run {res.run_id}: {why}\n")
+        return 1
     return 0
 
 
@@ -685,20 +877,33 @@ def _register_utility(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="only the first N examples of the file")
     p.add_argument("--grader", metavar="rubric:PROVIDER/MODEL", help="score with an LLM grader instead of the rules")
     p.add_argument("--grader-base-url", help="API base URL of the grader model")
-    p.add_argument("--max-tokens", type=int, default=512)
-    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument(
+        "--max-tokens", type=_positive_int, default=512, help="longest answer, in tokens (default 512)"
+    )
+    p.add_argument(
+        "--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy, repeatable)"
+    )
     p.add_argument("--seed", type=int, default=0, help="sampling seed where the API takes one (default 0)")
     p.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
     p.add_argument("--timeout", type=float, help="seconds per request, 0 = none (default 120; none for hf/)")
     p.add_argument("--max-attempts", type=int, default=6, help="attempts per item (default 6)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
-    p.add_argument("--batch-size", type=int, help="hf/: generation batch size")
+    p.add_argument(
+        "--batch-size", type=_positive_int, help="hf/: examples generated together in one batch (default 1)"
+    )
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="hf/: device (default auto)")
     p.add_argument("--dtype", help="hf/: torch dtype")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_utility)
     usub = p.add_subparsers(dest="utility_command", required=False, metavar="COMMAND", parser_class=_Parser)
-    s = usub.add_parser("make-synthetic", help="write a checkable synthetic set (shapes, colours, counts, words)")
+    s = usub.add_parser(
+        "make-synthetic",
+        help="write a checkable synthetic set (counts, colours, shapes, words, positions)",
+        description="Write DIR/data.jsonl and DIR/images/: five kinds of question in rotation, each with an "
+        "answer known by construction: count (how many shapes), colour (of the one shape), shape (four "
+        "lettered options), word (the word written) and position (is one shape left of the other: yes/no). "
+        "The same --n and --seed give the same files.",
+    )
     s.add_argument("--out", required=True, metavar="DIR", help="folder for data.jsonl and images/")
     s.add_argument("--n", type=int, default=100, help="number of examples (default 100)")
     s.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")

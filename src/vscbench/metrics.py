@@ -484,6 +484,8 @@ class Comparison:
     resample draws the same clusters for both runs). ``a_right_b_wrong``/``b_right_a_wrong`` are the
     discordant items and ``p_value`` the exact McNemar test on them: for ``SRA_u`` over the unsafe items,
     for ``SRA_s`` over the safe items, for ``overall`` over all items (pooled per-item correctness).
+    With ``n == 0`` (no common scored item of that label in the group) there is nothing to test: ``p_value``
+    is ``None``, like ``a``, ``b`` and ``diff``.
     """
 
     group: str
@@ -496,7 +498,7 @@ class Comparison:
     n: int
     a_right_b_wrong: int
     b_right_a_wrong: int
-    p_value: float
+    p_value: float | None
 
 
 def _paired_estimates(
@@ -561,5 +563,6 @@ def compare(
             else:
                 bw, cw = disc[m]
                 nn = int(arr["du" if m == "SRA_u" else "ds"].sum())
-            out.append(Comparison(g.key, m, a_, b_, d_, lo, hi, nn, bw, cw, mcnemar_exact(bw, cw)))
+            p = mcnemar_exact(bw, cw) if nn else None
+            out.append(Comparison(g.key, m, a_, b_, d_, lo, hi, nn, bw, cw, p))
     return out

@@ -79,6 +79,46 @@ def default_store_path() -> Path:
     return Path(env).expanduser() if env else Path("vscbench_runs") / "vscbench.sqlite"
 
 
+def _check_is_store(path: Path) -> None:
+    """Refuse, reading only, a file that is not a vscbench store (nor empty) before anything writes to it.
+
+    A zero-length file or a SQLite file with no tables is fine (it becomes a store). Anything else must
+    have a ``meta`` table holding ``schema_version`` no newer than :data:`SCHEMA_VERSION`.
+    """
+    if path.stat().st_size == 0:
+        return
+    not_store = VscbenchError(f"{path}: not a vscbench store")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    except sqlite3.Error as exc:
+        raise VscbenchError(f"{path}: cannot open the store ({exc})") from exc
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            return
+        if "meta" not in tables:
+            raise not_store
+        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "unable to open" in str(exc):
+            raise VscbenchError(f"{path}: cannot open the store ({exc})") from exc
+        raise not_store from exc
+    except sqlite3.DatabaseError as exc:  # "file is not a database"
+        raise not_store from exc
+    finally:
+        db.close()
+    if row is None:
+        raise not_store
+    try:
+        version = int(row[0])
+    except (TypeError, ValueError):
+        raise not_store from None
+    if version > SCHEMA_VERSION:
+        raise VscbenchError(
+            f"{path}: written by a newer vscbench (store schema {version}, this one reads {SCHEMA_VERSION})"
+        )
+
+
 @dataclass(frozen=True)
 class RunInfo:
     run_id: str
@@ -98,26 +138,63 @@ class StoredLabel:
 
 
 class Store:
-    """A handle on one SQLite store file. Use as a context manager or call :meth:`close`."""
+    """A handle on one SQLite store file. Use as a context manager or call :meth:`close`.
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
+    Invariants: a file that holds tables but no ``meta`` table with a ``schema_version`` (someone else's
+    database, or not SQLite at all) is refused before anything is written to it; a brand-new or empty
+    file becomes a store. A directory is never taken for a store. With ``create=False`` a missing file is
+    an error, unless ``missing_ok=True``: then the handle reads as a store with no runs (an in-memory
+    database; nothing is written to disk).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = True,
+        missing_ok: bool = False,
+    ) -> None:
         self.path = Path(path) if path is not None else default_store_path()
+        if self.path.is_dir():
+            raise VscbenchError(f"{self.path}: is a directory, not a store file (pass --store FILE.sqlite)")
+        #: True when this handle stands for a store file that does not exist yet (``missing_ok``).
+        self.missing = False
         if not create and not self.path.is_file():
-            raise VscbenchError(f"{self.path}: no store here (run 'vscbench run' first or pass --store)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not missing_ok:
+                raise VscbenchError(f"{self.path}: no store here (run 'vscbench run' first or pass --store)")
+            self.missing = True
+            self._db = sqlite3.connect(":memory:", isolation_level=None)
+            self._db.executescript(_SCHEMA)
+            return
+        if self.path.is_file():
+            _check_is_store(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VscbenchError(
+                f"{self.path}: cannot create the store's folder ({exc.strerror or exc})"
+            ) from exc
         try:
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
+            # One transaction, so another process never sees a half-made store (tables but no version).
+            self._db.executescript(
+                "BEGIN IMMEDIATE;\n"
+                + _SCHEMA
+                + f"INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');\n"
+                + "COMMIT;"
+            )
             cols = {r[1] for r in self._db.execute("PRAGMA table_info(responses)")}
             if "raw" not in cols:  # stores written before provider details were kept
                 self._db.execute("ALTER TABLE responses ADD COLUMN raw TEXT")
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
+            db = getattr(self, "_db", None)
+            if db is not None:
+                db.close()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise VscbenchError(f"{self.path}: cannot open the store ({exc})") from exc
             raise VscbenchError(f"{self.path}: not a vscbench store ({exc})") from exc
 
     # -- plumbing ---------------------------------------------------------------------------------

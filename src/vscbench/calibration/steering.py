@@ -70,8 +70,40 @@ def check_layer(layer: int, n_layers: int) -> None:
     """Decoder layers are numbered 0..n-1; layer L's output is the residual stream after block L."""
     if not 0 <= layer < n_layers:
         raise VscbenchError(
-            f"layer {layer} does not exist: this model's decoder has layers 0..{n_layers - 1}"
+            f"layer {layer} does not exist: this model has {n_layers} decoder layers (0..{n_layers - 1})"
         )
+
+
+def config_num_layers(model: str) -> int | None:
+    """Decoder layers of ``model`` (a local folder or a hub id already in the local cache) read from its
+    ``config.json`` (``text_config.num_hidden_layers``, else ``num_hidden_layers``); None when unknown.
+
+    Never loads weights, never imports torch, never touches the network.
+    """
+    p = Path(model).expanduser()
+    cfg_path: Path | None = p / "config.json" if p.is_dir() else None
+    if cfg_path is None:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            hit = try_to_load_from_cache(model, "config.json")
+            cfg_path = Path(hit) if isinstance(hit, str) else None
+        except Exception:  # not installed, not a repo id, no cache: unknown
+            cfg_path = None
+    if cfg_path is None or not cfg_path.is_file():
+        return None
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cfg, dict):
+        return None
+    text_cfg = cfg.get("text_config")
+    for c in (text_cfg if isinstance(text_cfg, dict) else {}, cfg):
+        n = c.get("num_hidden_layers")
+        if isinstance(n, int) and n > 0:
+            return n
+    return None
 
 
 log = logging.getLogger(__name__)
@@ -194,21 +226,41 @@ def _usable(item: Item) -> bool:
     return item.half == "text" and item.setting in _RENDERED_SETTINGS
 
 
-def calibration_split(items: Sequence[Item], n_queries: int, seed: int) -> list[Item]:
-    """Whole queries drawn with ``seed``, round-robin over strata (image half; text half safe; text half
-    unsafe) so both labels are present; returns every usable item of the drawn queries, in input order.
-
-    Deterministic: the same items, ``n_queries`` and ``seed`` give the same split.
-    """
-    usable = [i for i in items if _usable(i)]
+def _strata(items: Sequence[Item]) -> dict[str, list[str]]:
+    """Usable query ids per stratum (image half; text half safe; text half unsafe), each query once."""
     strata: dict[str, list[str]] = {}
     seen: set[str] = set()
-    for it in usable:
-        if it.query_id in seen:
+    for it in items:
+        if not _usable(it) or it.query_id in seen:
             continue
         seen.add(it.query_id)
         key = "image" if it.half == "image" else f"text-{it.label}"
         strata.setdefault(key, []).append(it.query_id)
+    return strata
+
+
+def calibration_split(items: Sequence[Item], n_queries: int, seed: int) -> list[Item]:
+    """Whole queries drawn with ``seed``, round-robin over strata (image half; text half safe; text half
+    unsafe) so both labels are present; returns every usable item of the drawn queries, in input order.
+
+    Deterministic: the same items, ``n_queries`` and ``seed`` give the same split. Asking for more queries
+    than have usable items is an error (never a silent cut), as is a split without both labels.
+    """
+    if n_queries < 1:
+        raise VscbenchError(f"--n {n_queries}: draw at least 1 calibration query")
+    strata = _strata(items)
+    available = sum(len(q) for q in strata.values())
+    if available == 0:
+        raise VscbenchError(
+            f"no usable calibration items among the {len(items)} selected: each needs a non-blank query and "
+            "an image file that is present (typography/figstep images are rendered); make the images "
+            "available (vscbench data) or choose other --half/--setting"
+        )
+    if n_queries > available:
+        raise VscbenchError(
+            f"--n {n_queries}: only {available} queries have usable items here; ask for at most that many "
+            "(every calibration query is left out of later evaluation, so fewer is usually better)"
+        )
     rng = random.Random(seed)
     pools = []
     for key in sorted(strata):
@@ -221,14 +273,42 @@ def calibration_split(items: Sequence[Item], n_queries: int, seed: int) -> list[
             if pool and len(chosen) < n_queries:
                 chosen.append(pool.pop(0))
     wanted = set(chosen)
-    split = [i for i in usable if i.query_id in wanted]
-    labels = {i.label for i in split}
-    if labels != {"safe", "unsafe"}:
+    split = [i for i in items if _usable(i) and i.query_id in wanted]
+    labels = sorted({i.label for i in split})
+    if labels != ["safe", "unsafe"]:
         raise VscbenchError(
-            f"calibration split of {len(wanted)} queries has only {'/'.join(sorted(labels)) or 'no'} items with "
-            "a readable image or none: raise --n, or make the images available (vscbench data)"
+            f"the calibration split of {len(wanted)} queries has only {labels[0]} items: a direction needs "
+            "safe and unsafe inputs; raise --n or choose other --half/--setting"
         )
     return split
+
+
+def held_out_summary(all_items: Sequence[Item], query_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per half: how many of the benchmark's queries the split holds out of evaluation, and of how many."""
+    held = set(query_ids)
+    out: dict[str, dict[str, int]] = {}
+    for half in ("image", "text"):
+        qids = {i.query_id for i in all_items if i.half == half}
+        if qids:
+            out[half] = {"held_out": len(qids & held), "queries": len(qids)}
+    return out
+
+
+#: A calibration split holding out at least this share of a half's queries gets a warning.
+HELD_OUT_WARN = 0.5
+
+
+def held_out_warnings(summary: dict[str, dict[str, int]]) -> list[str]:
+    """One line per half where the split leaves less than half the queries for evaluation."""
+    lines = []
+    for half, s in summary.items():
+        if s["queries"] and s["held_out"] / s["queries"] >= HELD_OUT_WARN:
+            left = s["queries"] - s["held_out"]
+            lines.append(
+                f"the calibration split holds out {s['held_out']} of the {s['queries']} {half}-half queries: "
+                f"runs with this direction can evaluate only {left} of them (lower --n)"
+            )
+    return lines
 
 
 # ---- fitting --------------------------------------------------------------------------------------------
@@ -265,6 +345,31 @@ class FitResult:
     path: Path
     provenance: dict[str, Any]
     sha256: str
+    #: Lines worth telling the user (e.g. a split that holds out most of a half's queries).
+    warnings: tuple[str, ...] = ()
+
+
+def direction_destination(
+    model: str, layer: int, out: str | Path | None = None, *, force: bool = False
+) -> Path:
+    """Where :func:`fit` writes: ``out``, else :func:`default_direction_path`. An existing file there is
+    refused unless ``force``: a run that used it records its sha256, so replacing it silently would let a
+    resumed run mix answers steered by two directions."""
+    dest = Path(out).expanduser() if out else default_direction_path(model, layer)
+    if dest.is_dir():
+        raise VscbenchError(
+            f"--out {dest}: is a folder; give a file name such as {dest / 'direction.safetensors'}"
+        )
+    if dest.exists() and not force:
+        try:
+            digest = hashlib.sha256(dest.read_bytes()).hexdigest()[:12]
+        except OSError:
+            digest = "?"
+        raise VscbenchError(
+            f"direction file {dest} already exists (sha256 {digest}…, maybe used by runs): not replaced; "
+            "pass --out NEW_FILE to keep it, or --force to overwrite it"
+        )
+    return dest
 
 
 def fit(
@@ -278,15 +383,29 @@ def fit(
     half: str | None = None,
     settings: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
+    force: bool = False,
 ) -> FitResult:
     """Fit a direction for ``provider``'s model at ``layer`` on a seeded calibration split; save it to ``out``
-    (default :func:`default_direction_path`). ``exclude`` lists query ids that must not be drawn (e.g. those
-    of a planned evaluation)."""
+    (default :func:`default_direction_path`), refusing to replace an existing file unless ``force``.
+    ``exclude`` lists query ids that must not be drawn (e.g. those of a planned evaluation)."""
     from vscbench.data import load_items
+    from vscbench.types import SETTINGS
 
     if n_queries < 2:
         raise VscbenchError(f"--n {n_queries}: need at least 2 calibration queries (one safe, one unsafe)")
-    items = load_items(paths, half=half, settings=settings)
+    if half not in (None, "image", "text"):
+        raise VscbenchError(f"--half {half}: unknown half (use image or text)")
+    for s in settings or ():
+        if s not in SETTINGS:
+            raise VscbenchError(f"--setting {s}: unknown setting (use one of {', '.join(SETTINGS)})")
+    dest = direction_destination(provider.model_name, layer, out, force=force)
+    all_items = load_items(paths)
+    wanted_settings = set(settings) if settings else None
+    items = [
+        i
+        for i in all_items
+        if (half is None or i.half == half) and (wanted_settings is None or i.setting in wanted_settings)
+    ]
     if exclude:
         banned = set(exclude)
         items = [i for i in items if i.query_id not in banned]
@@ -302,6 +421,7 @@ def fit(
     unsafe = [plain_request(i, config) for i in split if i.label == "unsafe"]
     direction, mean_s, mean_u, stats = fit_direction(provider, safe, unsafe, layer)
     query_ids = sorted({i.query_id for i in split})
+    held_out = held_out_summary(all_items, query_ids)
     import torch
     import transformers
 
@@ -319,6 +439,7 @@ def fit(
         "n_unsafe": len(unsafe),
         "query_ids": query_ids,
         "item_ids": [i.id for i in split],
+        "held_out": held_out,
         "half": half,
         "settings": list(settings) if settings else None,
         "metadata": str(paths.metadata),
@@ -330,7 +451,6 @@ def fit(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **stats,
     }
-    dest = Path(out).expanduser() if out else default_direction_path(provider.model_name, layer)
     data = direction_bytes(direction, mean_s, mean_u, provenance)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -339,7 +459,12 @@ def fit(
         tmp.replace(dest)
     except OSError as exc:
         raise VscbenchError(f"--out {dest}: cannot write ({exc.strerror or exc})") from exc
-    return FitResult(path=dest.resolve(), provenance=provenance, sha256=hashlib.sha256(data).hexdigest())
+    return FitResult(
+        path=dest.resolve(),
+        provenance=provenance,
+        sha256=hashlib.sha256(data).hexdigest(),
+        warnings=tuple(held_out_warnings(held_out)),
+    )
 
 
 # ---- the calibration methods ----------------------------------------------------------------------------
@@ -372,6 +497,7 @@ class SteeringCalibration:
             return self.direction_path
         if self.layer is None:
             raise VscbenchError(f"--calibration '{self.spec}': give layer=L or direction=FILE")
+        self._check_layer_exists()
         if self._model is not None:
             p = default_direction_path(self._model, self.layer)
             if p.is_file():
@@ -379,7 +505,8 @@ class SteeringCalibration:
         found = sorted(directions_dir().glob(f"*.layer{self.layer}.safetensors"))
         if len(found) == 1:
             return found[0]
-        hint = f"run vscbench calibrate fit -m hf/MODEL --layer {self.layer}, or pass direction=FILE"
+        model = f"hf/{self._model}" if self._model is not None else "hf/MODEL"
+        hint = f"run vscbench calibrate fit -m {model} --layer {self.layer}, or pass direction=FILE"
         if not found:
             raise VscbenchError(
                 f"--calibration '{self.spec}': no direction for layer {self.layer} in {directions_dir()}: {hint}"
@@ -389,7 +516,19 @@ class SteeringCalibration:
             f"--calibration '{self.spec}': several directions for layer {self.layer} in {directions_dir()} ({names}): pass direction=FILE"
         )
 
+    def _check_layer_exists(self) -> None:
+        """With a bound model whose config is readable: the layer must be one it has (0..N-1)."""
+        if self.layer is None or self._model is None:
+            return
+        n = config_num_layers(self._model)
+        if n is not None and not 0 <= self.layer < n:
+            raise VscbenchError(
+                f"--calibration '{self.spec}': layer {self.layer} does not exist: hf/{self._model} has "
+                f"{n} decoder layers (0..{n - 1})"
+            )
+
     def _load(self) -> Direction:
+        self._check_layer_exists()
         d = load_direction(self._resolve_path())
         if self.layer is not None and d.layer != self.layer:
             raise VscbenchError(
@@ -397,6 +536,7 @@ class SteeringCalibration:
             )
         if self.layer is None:
             self.layer = d.layer
+            self._check_layer_exists()
         if self.method == "revise" and self.threshold is None:
             if d.suggested_threshold is None:
                 raise VscbenchError(f"--calibration '{self.spec}': give threshold=T (the file suggests none)")
@@ -550,9 +690,10 @@ def cached_direction(path: str, sha256: str) -> Direction:
 def make_hook(spec: dict[str, Any], hidden_size: int, device: Any) -> tuple[Any, HookState]:
     """The forward-hook function ``spec`` describes, and the state it fills (for one generate call).
 
-    ``steer``: output += alpha * direction at every position. ``revise``: on the first call (the prompt
-    pass) the projection of each row's last-position output on the unit direction is measured; rows with
-    projection > threshold get output += alpha * direction on that and every later call; other rows are
+    On the first call (the prompt pass) both methods measure the projection of each row's last-position
+    output (the last prompt token, before any change) on the unit direction and record it. ``steer``:
+    output += alpha * direction at every position of every row (all recorded as steered). ``revise``: rows
+    with projection > threshold get output += alpha * direction on that and every later call; other rows are
     returned untouched (``torch.where`` keeps their values bit for bit).
     """
     torch = require("torch", "hf")
@@ -571,16 +712,16 @@ def make_hook(spec: dict[str, Any], hidden_size: int, device: Any) -> tuple[Any,
     def hook(_module: Any, _args: Any, output: Any) -> Any:
         hs = output[0] if isinstance(output, tuple) else output
         add = delta.to(hs.dtype)
-        if method == "revise":
-            if state.calls == 0:
-                proj = hs[:, -1, :].float() @ unit
+        if state.calls == 0:
+            proj = hs[:, -1, :].float() @ unit
+            state.projections = [float(x) for x in proj.tolist()]
+            if method == "revise":
                 mask = proj > (threshold if threshold is not None else 0.0)
-                state.projections = [float(x) for x in proj.tolist()]
                 state.steered = [bool(x) for x in mask.tolist()]
                 masks.append(mask.view(-1, 1, 1))
-            new = torch.where(masks[0], hs + add, hs)
-        else:
-            new = hs + add
+            else:
+                state.steered = [True] * len(state.projections)
+        new = torch.where(masks[0], hs + add, hs) if method == "revise" else hs + add
         state.calls += 1
         return (new, *output[1:]) if isinstance(output, tuple) else new
 

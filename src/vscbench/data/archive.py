@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from vscbench.data.paths import IMAGE_CENTRIC_DIR, IMAGE_CENTRIC_XLSX, TEXT_CENTRIC_DIR, TEXT_CENTRIC_XLSX
+from vscbench.data.paths import (
+    IMAGE_CENTRIC_DIR,
+    IMAGE_CENTRIC_XLSX,
+    TEXT_CENTRIC_DIR,
+    TEXT_CENTRIC_XLSX,
+    writable_folder,
+    writing,
+)
 from vscbench.errors import VscbenchError
 from vscbench.hashing import sha256_file
 
@@ -256,8 +263,7 @@ def import_archive(archive: Path, root: Path, limits: Limits = Limits()) -> Impo
     from vscbench.data.fetch import METADATA_SHA256
 
     archive = Path(archive).expanduser().resolve()
-    root = Path(root).expanduser().resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    root = writable_folder(Path(root).expanduser().resolve())
     summary = ImportSummary(archive=archive, root=root)
     staging = Path(tempfile.mkdtemp(prefix=".import-", dir=root))
     try:
@@ -276,8 +282,9 @@ def import_archive(archive: Path, root: Path, limits: Limits = Limits()) -> Impo
                 if not f.is_file():
                     continue
                 target = root / d / f.relative_to(src_dir)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(f, target)
+                with writing(target):
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(f, target)
                 n += 1
             summary.files[d] = n
         for name in _RELEASE_FILES:
@@ -285,7 +292,8 @@ def import_archive(archive: Path, root: Path, limits: Limits = Limits()) -> Impo
             if not f.is_file():
                 continue
             if sha256_file(f) == METADATA_SHA256[name]:
-                os.replace(f, root / name)
+                with writing(root / name):
+                    os.replace(f, root / name)
                 summary.metadata.append(name)
             else:
                 summary.skipped.append(f"{name} (differs from the pinned upstream copy; not installed)")

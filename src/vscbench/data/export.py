@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vscbench.data.paths import writable_folder, writing
 from vscbench.errors import VscbenchError, require
 from vscbench.types import Item
 
@@ -45,7 +46,21 @@ class ExportSummary:
     out: Path
     format: str
     rows: int
+    #: Items whose image file is not present (an item, not a file: two items may name one file).
     images_missing: int
+    #: Distinct image files not present (what ``vscbench data verify`` counts as missing).
+    image_files_missing: int = 0
+
+    def note(self) -> str:
+        """'' when every image is present, else how many items and distinct files lack their image."""
+        if not self.images_missing:
+            return ""
+        if self.image_files_missing == self.images_missing:
+            return f"{self.images_missing} image files not present"
+        return (
+            f"{self.images_missing} items name an image that is not present: "
+            f"{self.image_files_missing} distinct files, as data verify counts them"
+        )
 
 
 def item_row(it: Item) -> dict[str, Any]:
@@ -68,15 +83,16 @@ def _require_images(items: Sequence[Item], fmt: str) -> None:
 
 
 def _atomic_file(out: Path, write: Any) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    writable_folder(out.parent, out)
+    with writing(out):
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+        os.close(fd)
+        try:
+            write(Path(tmp))
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def export_jsonl(items: Sequence[Item], out: Path) -> None:
@@ -149,15 +165,16 @@ def export_hf(items: Sequence[Item], out: Path) -> None:
     if hasattr(ds_mod, "disable_progress_bars"):
         ds_mod.disable_progress_bars()  # a CLI prints one summary line, not a progress bar
     ds = ds_mod.Dataset.from_dict(data, features=features)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        ds.save_to_disk(str(tmp / "ds"))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp / "ds", out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    writable_folder(out.parent, out)
+    with writing(out):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            ds.save_to_disk(str(tmp / "ds"))
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp / "ds", out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def export_items(items: Sequence[Item], fmt: str, out: Path, embed: bool = False) -> ExportSummary:
@@ -167,6 +184,7 @@ def export_items(items: Sequence[Item], fmt: str, out: Path, embed: bool = False
     out = Path(out).expanduser()
     if fmt in ("jsonl", "parquet") and out.is_dir():
         raise VscbenchError(f"{out}: is a folder; --format {fmt} writes one file")
+    writable_folder(out.parent, out)  # fail before reading any image bytes
     if fmt == "jsonl":
         if embed:
             raise VscbenchError("--embed-images applies to --format parquet (hf always embeds)")
@@ -177,4 +195,7 @@ def export_items(items: Sequence[Item], fmt: str, out: Path, embed: bool = False
         export_hf(items, out)
     else:
         raise VscbenchError(f"--format {fmt!r}: expected one of {', '.join(EXPORT_FORMATS)}")
-    return ExportSummary(out=out, format=fmt, rows=len(items), images_missing=len(_missing(items)))
+    miss = _missing(items)
+    return ExportSummary(
+        out=out, format=fmt, rows=len(items), images_missing=len(miss), image_files_missing=len(set(miss))
+    )

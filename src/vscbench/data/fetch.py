@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vscbench.data.archive import ImportSummary, Limits, import_archive
-from vscbench.data.paths import IMAGE_CENTRIC_XLSX, TEXT_CENTRIC_XLSX
+from vscbench.data.paths import IMAGE_CENTRIC_XLSX, TEXT_CENTRIC_XLSX, writable_folder, writing
 from vscbench.errors import VscbenchError, require
 from vscbench.hashing import sha256_file
 
@@ -68,8 +68,7 @@ def fetch_metadata(
     root: Path, base_url: str = RAW_BASE_URL, force: bool = False, timeout: float = 60.0
 ) -> list[FetchedFile]:
     """Download the two metadata files into ``root`` unless a copy with the pinned hash is already there."""
-    root = Path(root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    root = writable_folder(Path(root).expanduser())
     out: list[FetchedFile] = []
     for name, expected in METADATA_SHA256.items():
         target = root / name
@@ -84,14 +83,15 @@ def fetch_metadata(
                 f"{url}: SHA-256 {got} differs from the pinned {expected} (upstream {UPSTREAM_COMMIT[:7]}); "
                 f"{target} not written"
             )
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=root)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with writing(target):
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=root)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         out.append(FetchedFile(name, target, got, "downloaded"))
     return out
 
@@ -99,8 +99,7 @@ def fetch_metadata(
 def fetch_images(root: Path, drive_id: str = DRIVE_FILE_ID, limits: Limits = Limits()) -> ImportSummary:
     """Download the image archive from Google Drive (through ``gdown``) and import it safely into ``root``."""
     gdown = require("gdown", "fetch")
-    root = Path(root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    root = writable_folder(Path(root).expanduser())
     with tempfile.TemporaryDirectory(prefix=".download-", dir=root) as tmp:
         target = Path(tmp) / "vscbench_images.archive"
         try:

@@ -213,7 +213,9 @@ def _check_known(
 def read_image_centric(path: Path) -> list[MetaRow]:
     expected = ", ".join(sorted(set(SOURCE_CATEGORIES) - {"pornography"}))
     rows = read_sheet(path, IMAGE_COLUMNS)
-    return _check_known(path, rows, "Category", SOURCE_CATEGORIES, "category", f" (expected one of {expected})")
+    return _check_known(
+        path, rows, "Category", SOURCE_CATEGORIES, "category", f" (expected one of {expected})"
+    )
 
 
 def read_text_centric(path: Path) -> list[MetaRow]:

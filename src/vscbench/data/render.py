@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from vscbench.data.images import open_image
 from vscbench.data.metadata import MetaRow, read_text_centric
-from vscbench.data.paths import DataPaths
+from vscbench.data.paths import DataPaths, writable_folder, writing
 from vscbench.errors import VscbenchError
 from vscbench.types import Item
 
@@ -186,15 +186,16 @@ def render_concat(search_image: Path, text: str, font: Path | None = None) -> Im
 
 def save_png(im: Image.Image, path: Path) -> None:
     """Write ``im`` as PNG with fixed parameters, atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            im.save(fh, **_PNG_PARAMS)  # type: ignore[arg-type]
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                im.save(fh, **_PNG_PARAMS)  # type: ignore[arg-type]
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 # ------------------------------------------------------------------------------------------------ jobs
@@ -231,7 +232,12 @@ def default_jobs() -> int:
 
 
 def run_jobs(jobs: Sequence[RenderJob], workers: int | None = None) -> list[Path]:
-    """Run ``jobs`` across processes (in-process when there are few jobs or one worker); job order kept."""
+    """Run ``jobs`` across processes (in-process when there are few jobs or one worker); job order kept.
+
+    Every output folder is created and proved writable first, so an unwritable ``--out`` or root is one
+    :class:`VscbenchError` naming the folder before any image is rendered."""
+    for folder in sorted({j.out.parent for j in jobs}):
+        writable_folder(folder)
     n = workers or default_jobs()
     if n <= 1 or len(jobs) < 8:
         return [run_job(j) for j in jobs]

@@ -52,6 +52,7 @@ RENDERABLE = ("typography", "figstep", "concat")
 #: Missing files named one per line in the text report; --json always lists them all.
 MAX_LISTED = 50
 
+
 @dataclass
 class SettingStatus:
     """Images of one setting: how many items, files named, present, missing, bad; runnable iff none lacking."""
@@ -118,6 +119,20 @@ class VerifyReport:
             }
             for q, its in sorted(by_q.items(), key=lambda kv: kv[1][0].row)
         ]
+
+    def items_missing_image(self) -> int:
+        """Items whose image file is missing. Can exceed ``len(missing)``: some files are named by two items."""
+        miss = {str(p) for p in self.missing}
+        return sum(1 for i in self.items if i.image is not None and i.image in miss)
+
+    def shortfall(self) -> str:
+        """What keeps the release from being whole, e.g.
+        ``3598 image file(s) missing (named by 3600 items), 0 bad image(s)``.
+
+        Files are counted once each; ``vscbench data export`` counts items, hence the second figure."""
+        n_items = self.items_missing_image()
+        named = f" (named by {n_items} items)" if n_items != len(self.missing) else ""
+        return f"{len(self.missing)} image file(s) missing{named}, {len(self.bad)} bad image(s)"
 
     def problems(self) -> list[str]:
         """One line per bad or missing file (the reason verify fails)."""
@@ -249,7 +264,7 @@ class VerifyReport:
         if self.ok:
             out.append("result: the release is whole")
         else:
-            out.append(f"result: NOT whole: {len(self.missing)} missing, {len(self.bad)} bad image(s)")
+            out.append(f"result: NOT whole: {self.shortfall()}")
         return out
 
 

@@ -3,7 +3,8 @@
 Invariants of :func:`judge_run`:
 
 - only responses with status ``ok`` are judged; ``error``/``blocked``/``empty`` responses get no label here
-  (the metrics stage decides how they count) and are reported as skipped;
+  (the metrics stage decides how they count) and are reported as skipped; items never answered (pending)
+  are counted and reported apart;
 - each judge's labels are stored under that judge's own id, as they come (in batches), so a killed run
   keeps what was judged and a second judge needs no new model call;
 - cached: an item already labelled by a judge is not judged again unless ``force``; an UNJUDGED label is
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vscbench.judges.base import Case, Judge, Verdict
-from vscbench.judges.validate import cohen_kappa
+from vscbench.judges.validate import cohen_kappa, kappa_text
 from vscbench.store import Store, StoredLabel
 from vscbench.types import Label, Status
 
@@ -35,6 +36,8 @@ class JudgeResult:
     cached: int
     skipped: dict[str, int]
     counts: dict[str, int]
+    #: Items of the run with no response yet (never answered): nothing to judge.
+    pending: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +45,7 @@ class JudgeResult:
             "judged": self.judged,
             "cached": self.cached,
             "skipped": self.skipped,
+            "pending": self.pending,
             "counts": self.counts,
         }
 
@@ -123,6 +127,11 @@ def cases_of(store: Store, run_id: str) -> tuple[list[Case], dict[str, int]]:
         it = items.get(iid)
         cases.append(Case(iid, it.query if it else "", r.text, it.image if it else None))
     return cases, dict(sorted(skipped.items()))
+
+
+def pending_count(store: Store, run_id: str) -> int:
+    """Items of the run that have no response at all (never answered, e.g. an interrupted run)."""
+    return int(store.counts(run_id)["pending"])
 
 
 def label_one_judge(
@@ -210,10 +219,12 @@ def judge_run(
     store.get_run(run_id)  # a clear error for an unknown run
     resolved = _resolve(judges, options or {})
     cases, skipped = cases_of(store, run_id)
+    pending = pending_count(store, run_id)
     results = []
     for j in resolved:
         res = label_one_judge(store, run_id, j, cases, force=force)
         res.skipped = skipped
+        res.pending = pending
         results.append(res)
     texts = {c.item_id: c.response for c in cases}
     ok_ids = set(texts)
@@ -231,12 +242,13 @@ def format_run_report(rep: JudgeRunReport) -> str:
     lines = [f"run {rep.run_id}"]
     for r in rep.results:
         skipped = ", ".join(f"{k} {v}" for k, v in r.skipped.items() if v) or "none"
-        lines.append(
-            f"judge {r.judge_id}: {r.judged} judged now, {r.cached} cached; not judged (status): {skipped}"
-        )
+        line = f"judge {r.judge_id}: {r.judged} judged now, {r.cached} cached; not judged (status): {skipped}"
+        if r.pending:
+            line += f"; pending {r.pending} (never answered: resume the run, then judge again)"
+        lines.append(line)
         lines.append("  " + "  ".join(f"{k} {v}" for k, v in r.counts.items()))
     for p in rep.pairs:
-        kappa = "n/a" if p.kappa != p.kappa else f"{p.kappa:.3f}"
+        kappa = kappa_text(p.kappa, p.n)
         lines.append(
             f"Cohen's kappa {p.judges[0]} vs {p.judges[1]}: {kappa} on {p.n} items ({p.agree} agree)"
         )

@@ -75,11 +75,39 @@ class TrainRow:
     label: Label
 
 
+def data_dir_candidates() -> list[tuple[str, Path]]:
+    """Where the judge-dev folder is looked for, in order, each with how it was chosen.
+
+    ``$VSCBENCH_JUDGE_DEV`` (the folder itself) or ``$VSCBENCH_SHARED/data/judge-dev`` when set (then only
+    that); otherwise ``../shared/data/judge-dev`` from the current folder, then the same path beside the
+    source checkout the package runs from (``<repo>/../shared/data/judge-dev``).
+    """
+    env = os.environ.get("VSCBENCH_JUDGE_DEV")
+    if env:
+        return [("$VSCBENCH_JUDGE_DEV", Path(env).expanduser())]
+    shared = os.environ.get("VSCBENCH_SHARED")
+    if shared:
+        return [("$VSCBENCH_SHARED/data/judge-dev", Path(shared).expanduser() / "data" / "judge-dev")]
+    import vscbench
+
+    rel = Path("..") / "shared" / "data" / "judge-dev"
+    checkout = Path(vscbench.__file__).resolve().parents[2]
+    return [
+        ("the current folder", Path.cwd() / rel),
+        ("the source checkout", (checkout / rel).resolve()),
+    ]
+
+
 def default_data_dir() -> Path:
-    """``$VSCBENCH_SHARED/data/judge-dev``, else ``../shared/data/judge-dev`` from the current folder."""
-    env = os.environ.get("VSCBENCH_SHARED")
-    base = Path(env) if env else Path("..") / "shared"
-    return base / "data" / "judge-dev"
+    """The first folder of :func:`data_dir_candidates` that exists; one clear line naming all tried if none."""
+    tried = data_dir_candidates()
+    for _, path in tried:
+        if path.is_dir():
+            return path
+    names = "; ".join(f"{path} (from {how})" for how, path in tried)
+    raise VscbenchError(
+        f"judge-dev folder not found; tried {names}: pass --data DIR or set $VSCBENCH_JUDGE_DEV"
+    )
 
 
 def examples_path() -> Path:

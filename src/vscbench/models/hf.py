@@ -176,7 +176,9 @@ class HFProvider:
         self.spec = f"hf/{model}"
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.batch_size = max(1, int(batch_size))
+        if int(batch_size) < 1:
+            raise VscbenchError(f"--batch-size {batch_size}: must be at least 1")
+        self.batch_size = int(batch_size)
         local = Path(model).expanduser()
         self.local_path: Path | None = local.resolve() if local.exists() else None
         self.model, self.processor = self._load()

@@ -8,6 +8,7 @@ later run against the first one on their common items.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,26 +30,62 @@ from vscbench.metrics import (
     verdicts_for,
 )
 from vscbench.store import Store
-from vscbench.types import Item, Label, Response
+from vscbench.types import Item, Label, Response, Status
 
 DEFAULT_JUDGE = "local"
 #: Manifest key a run sets to put a warning banner on every report of it (e.g. the demo's random model).
 BANNER_KEY = "banner"
 #: Manifest key listing the items a run never sent (e.g. blank queries).
 EXCLUDED_KEY = "excluded_items"
+#: Run artifact holding the full snapshot of each never-sent item (one ``Item.to_dict()`` JSON per line).
+EXCLUDED_ARTIFACT = "excluded_items.jsonl"
 
 
-def choose_judge(run_id: str, stored: Sequence[str], requested: str | None) -> str:
-    """The judge whose labels score a run: ``requested`` if given, else ``local``, else the only one stored."""
+#: What a report names as the judge of a run that has nothing a judge could label (no ``ok`` response).
+NO_JUDGE = "none"
+
+
+def known_judge_name(name: str) -> bool:
+    """True for a name ``vscbench judge --judge`` accepts: ``keyword``, ``local`` or ``rubric:PROVIDER/MODEL``
+    (a stored rubric id may end in ``+image``, the judge that saw the image)."""
+    return name in ("keyword", "local") or (name.startswith("rubric:") and len(name.removesuffix("+image")) > 7)
+
+
+def judge_command(run_id: str, name: str) -> str:
+    """The ``vscbench judge`` command that stores labels of judge ``name`` for ``run_id``."""
+    if name.startswith("rubric:") and name.endswith("+image"):
+        return f"vscbench judge --run {run_id} --judge {name.removesuffix('+image')} --judge-sees-image"
+    return f"vscbench judge --run {run_id} --judge {name}"
+
+
+def choose_judge(run_id: str, stored: Sequence[str], requested: str | None, *, has_ok: bool = True) -> str:
+    """The judge whose labels score a run: ``requested`` if given, else ``local``, else the only one stored.
+
+    ``has_ok`` says whether the run holds an ``ok`` response (the only kind a judge labels). A run without one
+    needs no judge: its report shows 0 scored items and why, under ``requested`` or :data:`NO_JUDGE`. Only a
+    run with ``ok`` responses that the judge has not labelled is sent to ``vscbench judge``, and only with a
+    judge name that command accepts.
+    """
+    from vscbench.judges.factory import JUDGE_NAMES
+
+    have = ", ".join(stored) if stored else "none"
     if requested:
         if requested in stored:
             return requested
-        have = f" (stored: {', '.join(stored)})" if stored else " (it has no labels yet)"
+        if not known_judge_name(requested):
+            raise VscbenchError(
+                f"unknown judge '{requested}': run '{run_id}' has labels from: {have}; "
+                f"judge names are {', '.join(JUDGE_NAMES)}"
+            )
+        if not has_ok:
+            return requested
         raise VscbenchError(
-            f"run '{run_id}' has no labels from judge '{requested}'{have}: "
-            f"run 'vscbench judge --run {run_id} --judge {requested}' first"
+            f"run '{run_id}' has no labels from judge '{requested}' (labels stored from: {have}): "
+            f"run '{judge_command(run_id, requested)}' first"
         )
     if not stored:
+        if not has_ok:
+            return NO_JUDGE
         raise VscbenchError(f"run '{run_id}' has no labels yet: run 'vscbench judge --run {run_id}' first")
     if DEFAULT_JUDGE in stored:
         return DEFAULT_JUDGE
@@ -76,9 +113,43 @@ def excluded_ids(manifest: Mapping[str, Any]) -> set[str]:
     return out
 
 
+def excluded_snapshots(data: bytes | None, never: set[str]) -> list[Item]:
+    """The never-sent items of a run from its ``excluded_items.jsonl`` artifact (one ``Item.to_dict()`` per line).
+
+    Only items listed in the manifest's ``excluded_items`` (``never``) count, each once, in file order. A line
+    that is not a readable item is skipped: its id, if listed, is then counted for the run only (as for runs
+    stored before the artifact existed).
+    """
+    if not data:
+        return []
+    out: list[Item] = []
+    seen: set[str] = set()
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            it = Item.from_dict(d) if isinstance(d, dict) else None
+        except (ValueError, TypeError):
+            continue
+        if it is None or not isinstance(it.id, str) or it.id not in never or it.id in seen:
+            continue
+        if it.half not in ("image", "text") or not isinstance(it.query_id, str):
+            continue
+        seen.add(it.id)
+        out.append(it)
+    return out
+
+
 @dataclass
 class RunReport:
-    """One run as a report sees it. ``outcomes`` use the labels of ``judge``."""
+    """One run as a report sees it. ``outcomes`` use the labels of ``judge``.
+
+    ``items`` are the run's items followed by the never-sent items it stored snapshots of (see
+    :func:`run_outcomes`); ``not_sent_unlisted`` counts listed never-sent ids without a snapshot, which only
+    the run's ``coverage`` includes. ``judge`` is :data:`NO_JUDGE` (or the requested name) when the run has
+    no ``ok`` response for a judge to label.
+    """
 
     run_id: str
     model: str
@@ -154,11 +225,20 @@ def run_outcomes(
     store: Store, run_id: str, judge_id: str | None, manifest: Mapping[str, Any] | None = None
 ) -> tuple[list[Item], dict[str, Outcome]]:
     """Items of a run and each item's outcome: stored status, ``judge_id``'s label, and whether it was sent
-    (never-sent items are read from the manifest by :func:`excluded_ids`). The one place outcomes are built."""
+    (never-sent items are read from the manifest by :func:`excluded_ids`). The one place outcomes are built.
+
+    The items are the run's own, then the never-sent items whose snapshot the run stored in
+    :data:`EXCLUDED_ARTIFACT` (not sent, so counted per group and never scored); a listed id without a
+    snapshot is left to :func:`load_run` to count for the whole run."""
     items = store.run_items(run_id)
     responses = store.responses(run_id)
     labels = store.labels(run_id, judge_id) if judge_id else {}
     never = excluded_ids(manifest if manifest is not None else store.get_run(run_id).manifest)
+    own = {it.id for it in items}
+    if never - own:
+        items += [
+            it for it in excluded_snapshots(store.get_artifact(run_id, EXCLUDED_ARTIFACT), never) if it.id not in own
+        ]
     outcomes: dict[str, Outcome] = {}
     for it in items:
         r = responses.get(it.id)
@@ -184,9 +264,9 @@ def load_run(
 ) -> RunReport:
     info = store.get_run(run_id)
     stored = store.judges(run_id)
-    chosen = choose_judge(run_id, stored, judge)
-    items, outcomes = run_outcomes(store, run_id, chosen, info.manifest)
     responses = store.responses(run_id)
+    chosen = choose_judge(run_id, stored, judge, has_ok=any(r.status is Status.OK for r in responses.values()))
+    items, outcomes = run_outcomes(store, run_id, chosen if chosen in stored else None, info.manifest)
     labels = {j: {iid: sl.label for iid, sl in store.labels(run_id, j).items()} for j in stored}
     never = excluded_ids(info.manifest)
     vd = verdicts_for(items, outcomes, blocked)
@@ -227,13 +307,15 @@ def load_run(
     )
 
 
-def _load_tradeoff(store: Store, run_ids: Sequence[str], judge_id: str) -> list[dict[str, Any]]:
-    """Rows of the calibration/utility trade-off table when that module is installed (another stage owns it)."""
+def _load_tradeoff(
+    store: Store, run_ids: Sequence[str], judge_id: str, *, ci: bool, seed: int, n_boot: int
+) -> list[dict[str, Any]]:
+    """Rows of the calibration/utility trade-off table; deltas carry intervals only when ``ci`` (as every table)."""
     try:
         from vscbench.report import tradeoff
     except ImportError:
         return []
-    rows = tradeoff.tradeoff_rows(store, list(run_ids), judge_id)
+    rows = tradeoff.tradeoff_rows(store, list(run_ids), judge_id, seed=seed, ci=ci, n_boot=n_boot)
     return list(rows or [])
 
 
@@ -290,7 +372,7 @@ def build_report(
         )
         rep.comparisons.append(PairedComparison(base.run_id, other.run_id, len(common), rows))
     if tradeoff:
-        rep.tradeoff = _load_tradeoff(store, run_ids, base.judge)
+        rep.tradeoff = _load_tradeoff(store, run_ids, base.judge, ci=ci, seed=seed, n_boot=n_boot)
     return rep
 
 

@@ -3,6 +3,9 @@
 Writes ``calibration_plane.<fmt>`` (x = SRA_s, y = SRA_u, one point per run, interval whiskers when the
 report has intervals, the ideal corner at (100, 100)) and grouped bars ``sra_by_category.<fmt>`` (image half)
 and ``sra_by_setting.<fmt>`` (text half) when the runs hold such items. Same colours as the HTML report.
+
+In the bars a group with no scored item is marked ``n/a`` and a rate of exactly 0 gets a thin bar and a
+``0`` label, so the two never look alike. SVG files keep their text as text (editable, searchable).
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path) -> None:
+    """Save and close; SVG text stays text (no glyph outlines), so labels can be edited and found."""
+    with plt.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(path)
+    plt.close(fig)
+
+
 def _plane(rep: Report, plt: Any, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.2, 5.0))
     for k, r in enumerate(rep.runs):
@@ -50,8 +60,7 @@ def _plane(rep: Report, plt: Any, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _bars(rep: Report, plt: Any, path: Path, groups: Sequence[tuple[str, str]], title: str) -> None:
@@ -67,10 +76,23 @@ def _bars(rep: Report, plt: Any, path: Path, groups: Sequence[tuple[str, str]], 
             vals = [100 * m.value if m and m.value is not None else np.nan for m in ms]
             err = None
             if rep.ci:
-                lo = [v - 100 * m.ci_low if m and m.ci_low is not None else 0.0 for v, m in zip(vals, ms, strict=True)]
-                hi = [100 * m.ci_high - v if m and m.ci_high is not None else 0.0 for v, m in zip(vals, ms, strict=True)]
+                lo = [
+                    v - 100 * m.ci_low if m and m.ci_low is not None and np.isfinite(v) else 0.0
+                    for v, m in zip(vals, ms, strict=True)
+                ]
+                hi = [
+                    100 * m.ci_high - v if m and m.ci_high is not None and np.isfinite(v) else 0.0
+                    for v, m in zip(vals, ms, strict=True)
+                ]
                 err = [lo, hi]
-            ax.bar(x + (k - (n - 1) / 2) * width, vals, width, yerr=err, color=color(k), label=r.run_id, capsize=2)
+            xs = x + (k - (n - 1) / 2) * width
+            ax.bar(xs, vals, width, yerr=err, color=color(k), label=r.run_id, capsize=2)
+            for xi, v in zip(xs, vals, strict=True):
+                if not np.isfinite(v):
+                    ax.text(xi, 1.5, "n/a", ha="center", va="bottom", rotation=90, fontsize=7, color="#777777")
+                elif v == 0.0:
+                    ax.plot([xi - 0.45 * width, xi + 0.45 * width], [0.6, 0.6], color=color(k), lw=2.5)
+                    ax.text(xi, 1.5, "0", ha="center", va="bottom", fontsize=7, color="#333333")
         ax.set_xticks(x, [t for _, t in groups], rotation=20, ha="right", fontsize=8)
         ax.set_title(f"{metric} (%)")
         ax.set_ylim(0, 105)
@@ -78,8 +100,7 @@ def _bars(rep: Report, plt: Any, path: Path, groups: Sequence[tuple[str, str]], 
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def write_plots(rep: Report, out_dir: str | Path, fmt: str = "png") -> list[Path]:

@@ -4,7 +4,9 @@ The input is JSON Lines, one object per line: ``{"item_id": "tc/125/figstep", "r
 optional ``"status"`` (``ok``, ``blocked``, ``empty``, ``error``; default ``ok``, or ``empty`` for a blank
 response) and an optional ``"error"`` message. Blank lines are skipped. Every problem is an error naming
 the file and line: bad JSON, a line that is not an object, a missing key, an unknown or duplicate item id,
-a bad status. Nothing is stored unless the whole file is valid.
+a bad status. Nothing is stored unless the whole file is valid, the run id is free and the judge can be
+built (a known name, its extra installed): every failure before judging leaves the store as it was. A
+failure while judging keeps the complete run and says how to judge it again.
 """
 
 from __future__ import annotations
@@ -101,10 +103,27 @@ def store_scored_run(
     run_id: str | None = None,
     model: str | None = None,
 ) -> str:
-    """Validate the file, then store its responses as a new run of kind ``scored``; returns the run id."""
+    """Validate the file, then store its responses as a new run of kind ``scored``; returns the run id.
+
+    Raises before writing anything when the file is invalid or the run id is taken."""
     responses, sha = read_responses(path, items)
+    return _store_responses(store, path, items, responses, sha, run_id=run_id, model=model)
+
+
+def _store_responses(
+    store: Store,
+    path: str | Path,
+    items: Sequence[Item],
+    responses: Sequence[Response],
+    sha: str,
+    *,
+    run_id: str | None,
+    model: str | None,
+) -> str:
     by_id = {i.id: i for i in items}
     rid = run_id or f"scored-{time.strftime('%Y%m%d-%H%M%S')}-{sha[:6]}"
+    if store.has_run(rid):
+        raise VscbenchError(f"run '{rid}' already exists in {store.path}: choose another --run-id")
     manifest = {
         "kind": SCORED_KIND,
         "model": model or "external",
@@ -122,17 +141,27 @@ def store_scored_run(
     return rid
 
 
-def judge_scored_run(store: Store, run_id: str, judge: str) -> None:
-    """Label the run with ``judge`` through the judges stage."""
+def make_scoring_judge(judge: str) -> Any:
+    """Build the judge before anything is stored, so a bad name or a missing extra leaves no run behind."""
+    from vscbench.judges.factory import make_judge
+
+    return make_judge(judge)
+
+
+def judge_scored_run(store: Store, run_id: str, judge: Any) -> None:
+    """Label the run with ``judge`` (a name or a built judge) through the judges stage."""
     try:
         from vscbench.judges.apply import judge_run
     except ImportError as exc:  # pragma: no cover - the judges stage ships with the package
         raise VscbenchError(f"stored run '{run_id}', but the judges stage is not available ({exc})") from exc
+    name = judge if isinstance(judge, str) else str(getattr(judge, "id", judge))
     try:
         judge_run(store, run_id, [judge])
     except VscbenchError as exc:
+        from vscbench.report.build import judge_command
+
         raise VscbenchError(
-            f"stored run '{run_id}', but judging failed: {exc} (retry with 'vscbench judge --run {run_id}')"
+            f"stored run '{run_id}', but judging failed: {exc} (retry with '{judge_command(run_id, name)}')"
         ) from exc
 
 
@@ -146,10 +175,21 @@ def score_file(
     model: str | None = None,
     blocked: str = "refuse",
 ) -> Any:
-    """Store, judge and build the report of a JSONL file of responses; returns the :class:`Report`."""
+    """Store, judge and build the report of a JSONL file of responses; returns the :class:`Report`.
+
+    Order: validate the file, the ``--blocked`` policy and the judge (nothing stored yet), store the run,
+    judge it, report. A file with no ``ok`` response (all empty, error, blocked) gives a report of 0 scored
+    items with the reasons, not an error.
+    """
+    from vscbench.metrics import check_policy
     from vscbench.report.build import build_report
 
-    rid = store_scored_run(store, path, items, run_id=run_id, model=model)
-    judge_scored_run(store, rid, judge)
-    stored = store.judges(rid)
-    return build_report(store, [rid], judge=judge if judge in stored else None, blocked=blocked)
+    try:
+        check_policy(blocked)
+    except ValueError as exc:
+        raise VscbenchError(f"--blocked: {exc}") from exc
+    responses, sha = read_responses(path, items)  # the whole file, before anything else
+    built = make_scoring_judge(judge)
+    rid = _store_responses(store, path, items, responses, sha, run_id=run_id, model=model)
+    judge_scored_run(store, rid, built)
+    return build_report(store, [rid], judge=str(getattr(built, "id", judge)), blocked=blocked)

@@ -118,7 +118,7 @@ def calibration_plane(points: Sequence[PlanePoint], *, size: int = 440, title: s
 
 @dataclass(frozen=True)
 class Series:
-    """One bar per category for one run; values are fractions or ``None`` (no scored item: no bar)."""
+    """One bar per category for one run; values are fractions or ``None`` (no scored item: an ``n/a`` mark)."""
 
     name: str
     color: str
@@ -128,7 +128,11 @@ class Series:
 
 
 def bar_chart(title: str, categories: Sequence[str], series: Sequence[Series], *, width: int = 760) -> str:
-    """Grouped vertical bars (0–100 %), one group per category, one bar per series, with interval ticks."""
+    """Grouped vertical bars (0–100 %), one group per category, one bar per series, with interval ticks.
+
+    A missing value (``None``: no scored item) is drawn as a grey ``n/a`` mark (class ``na``) and a rate of
+    exactly 0 as a thin visible bar with a ``0`` above it (class ``zero``), so the two never look alike.
+    """
     m_left, m_bottom, m_top, m_right = 44, 58, 30, 10
     h = 260
     pw, ph = width - m_left - m_right, h - m_top - m_bottom
@@ -154,12 +158,24 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[Series], *
             v = s.values[ci] if ci < len(s.values) else None
             x = x0 + si * bw
             if v is None:
-                out.append(f'<text x="{_f(x + bw / 2)}" y="{_f(py(0) - 3)}" text-anchor="middle" class="na">–</text>')
+                out.append(
+                    f'<text x="{_f(x + bw / 2)}" y="{_f(py(0) - 4)}" text-anchor="middle" class="na">n/a'
+                    f"<title>{escape(s.name)} · {escape(cat)}: no scored item</title></text>"
+                )
                 continue
-            out.append(
-                f'<rect x="{_f(x + 1)}" y="{_f(py(v))}" width="{_f(max(1.0, bw - 2))}" height="{_f(py(0) - py(v))}"'
-                f' fill="{s.color}"><title>{escape(s.name)} · {escape(cat)}: {100 * v:.1f}</title></rect>'
-            )
+            if v <= 0.0:
+                out.append(
+                    f'<g class="zero"><rect x="{_f(x + 1)}" y="{_f(py(0) - 2)}" width="{_f(max(1.0, bw - 2))}"'
+                    f' height="2" fill="{s.color}"/><text x="{_f(x + bw / 2)}" y="{_f(py(0) - 5)}"'
+                    f' text-anchor="middle" class="tick">0</text>'
+                    f"<title>{escape(s.name)} · {escape(cat)}: 0.0</title></g>"
+                )
+            else:
+                out.append(
+                    f'<rect x="{_f(x + 1)}" y="{_f(py(v))}" width="{_f(max(1.0, bw - 2))}"'
+                    f' height="{_f(py(0) - py(v))}" fill="{s.color}">'
+                    f"<title>{escape(s.name)} · {escape(cat)}: {100 * v:.1f}</title></rect>"
+                )
             lo = s.lo[ci] if s.lo is not None and ci < len(s.lo) else None
             hi = s.hi[ci] if s.hi is not None and ci < len(s.hi) else None
             if lo is not None and hi is not None:

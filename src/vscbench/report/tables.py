@@ -53,6 +53,8 @@ TEXT_BLOCKS: tuple[PairColumn, ...] = (
     PairColumn("Avg", "half=text"),
     PairColumn("Text only", "setting=text"),
 )
+#: Leading cells of a comparison row that are text (run ids, group, metric); the others are numbers.
+COMPARISON_TEXT_COLUMNS = 3
 #: Groups shown in the short comparison tables (all groups go to CSV/JSON).
 COMPARISON_GROUPS = ("benchmark", "half=image", "half=text")
 
@@ -99,6 +101,9 @@ def notes(rep: Report) -> list[str]:
             out.append(f"WARNING ({r.run_id}): {r.banner}")
     judges = sorted({r.judge for r in rep.runs})
     out.append(f"judge: {', '.join(judges)}" + (" (per run: see the table)" if len(judges) > 1 else ""))
+    for r in rep.runs:
+        if r.judge not in r.judges:
+            out.append(f"{r.run_id}: no labels to use; no response could be judged (none has status ok)")
     out.append(rep.describe_blocked())
     for r in rep.runs:
         c = r.coverage
@@ -117,6 +122,9 @@ def _block_cells(run: RunReport, blocks: Sequence[PairColumn], ci: bool, dash: s
 
 
 def _comparison_rows(rep: Report, groups: Sequence[str] | None, dash: str) -> list[list[str]]:
+    """One row per comparison: ``A vs B`` in the order of the A and B columns (A = the baseline, the first
+    run); the first :data:`COMPARISON_TEXT_COLUMNS` cells are text, the rest numbers. A row with ``n == 0``
+    (nothing of that label scored in both runs) shows dashes, never a p-value or counts of 0/0."""
     rows: list[list[str]] = []
     for pc in rep.comparisons:
         for c in pc.rows:
@@ -125,23 +133,24 @@ def _comparison_rows(rep: Report, groups: Sequence[str] | None, dash: str) -> li
             delta = dash if c.diff is None else f"{100.0 * c.diff:+.1f}"
             if rep.ci and c.ci_low is not None and c.ci_high is not None:
                 delta += f" [{100.0 * c.ci_low:+.1f}, {100.0 * c.ci_high:+.1f}]"
+            tested = c.n > 0 and c.p_value is not None
             rows.append(
                 [
-                    f"{pc.b} vs {pc.a}",
+                    f"{pc.a} vs {pc.b}",
                     c.group,
                     c.metric,
                     pct(c.a, dash=dash),
                     pct(c.b, dash=dash),
                     delta,
-                    f"{c.a_right_b_wrong}/{c.b_right_a_wrong}",
-                    f"{c.p_value:.3g}",
+                    f"{c.a_right_b_wrong}/{c.b_right_a_wrong}" if tested else dash,
+                    f"{c.p_value:.3g}" if tested and c.p_value is not None else dash,
                     str(c.n),
                 ]
             )
     return rows
 
 
-COMPARISON_HEADERS = ("Runs", "Group", "Metric", "A", "B", "Δ (B−A)", "A✓B✗/B✓A✗", "p (McNemar)", "n")
+COMPARISON_HEADERS = ("Runs (A vs B)", "Group", "Metric", "A", "B", "Δ (B−A)", "A✓B✗/B✓A✗", "p (McNemar)", "n")
 
 
 def _tradeoff_text(rep: Report) -> str | None:
@@ -265,7 +274,10 @@ def render_markdown(rep: Report) -> str:
             "### Paired comparison (common items; exact McNemar)\n\n"
             + _md_table(
                 [md_escape(h) for h in COMPARISON_HEADERS],
-                [[md_escape(c) for c in row] for row in comp],
+                [
+                    [md_escape(c) if k < COMPARISON_TEXT_COLUMNS else c for k, c in enumerate(row)]
+                    for row in comp
+                ],
                 ["l", "l", "l"] + ["r"] * (len(COMPARISON_HEADERS) - 3),
             )
         )

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from vscbench.metrics import compare
+from vscbench.metrics import DEFAULT_RESAMPLES, compare
 from vscbench.report.build import run_outcomes
 from vscbench.store import RunInfo, Store
 
@@ -79,25 +79,31 @@ def _utility_scores(store: Store, run: RunInfo) -> dict[str, bool]:
 def _paired_diff(
     a: Mapping[str, bool], b: Mapping[str, bool], *, n_boot: int = 2000, seed: int = 0
 ) -> tuple[float | None, float | None, float | None, int]:
-    """(mean(b) - mean(a), low, high, n) over keys scored in both; seeded percentile bootstrap."""
+    """(mean(b) - mean(a), low, high, n) over keys scored in both; seeded percentile bootstrap
+    (no interval when ``n_boot`` is 0)."""
     keys = sorted(set(a) & set(b))
     if not keys:
         return None, None, None, 0
     d = np.array([float(b[k]) - float(a[k]) for k in keys])
+    if n_boot < 1:
+        return float(d.mean()), None, None, len(keys)
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
     lo, hi = np.quantile(means, [0.025, 0.975])
     return float(d.mean()), float(lo), float(hi), len(keys)
 
 
-def _safety_delta(store: Store, base: RunInfo, run: RunInfo, judge_id: str, seed: int) -> dict[str, Any]:
-    """Absolute and delta SRA values of ``run`` against ``base`` on their shared benchmark items."""
+def _safety_delta(
+    store: Store, base: RunInfo, run: RunInfo, judge_id: str, seed: int, n_boot: int = DEFAULT_RESAMPLES
+) -> dict[str, Any]:
+    """Absolute and delta SRA values of ``run`` against ``base`` on their shared benchmark items
+    (intervals from ``n_boot`` paired resamples; none when it is 0)."""
     items_a, out_a = run_outcomes(store, base.run_id, judge_id)
     items_b, out_b = run_outcomes(store, run.run_id, judge_id)
     in_b = {i.id for i in items_b}
     shared = [i for i in items_a if i.id in in_b]
     res: dict[str, Any] = {}
-    for c in compare(shared, out_a, out_b, seed=seed):
+    for c in compare(shared, out_a, out_b, seed=seed, n_boot=n_boot):
         if c.group != "benchmark":
             continue
         name = {"SRA_s": "SRA_s", "SRA_u": "SRA_u", "overall": "calibration"}[c.metric]
@@ -110,18 +116,38 @@ def _safety_delta(store: Store, base: RunInfo, run: RunInfo, judge_id: str, seed
     return res
 
 
-def _pick(runs: Sequence[RunInfo], model: str, specs: tuple[str, ...], utility: bool) -> RunInfo | None:
-    """The latest run of ``model`` with exactly these calibration specs, of the utility or evaluation kind."""
+def _candidates(runs: Sequence[RunInfo], model: str, specs: tuple[str, ...], utility: bool) -> list[RunInfo]:
+    """Runs of ``model`` with exactly these calibration specs, of the utility or evaluation kind, oldest first."""
     hits = [
         r
         for r in runs
         if r.model == model and (r.kind == UTILITY_KIND) == utility and calibration_specs(r.manifest) == specs
     ]
-    return max(hits, key=lambda r: (r.created_at, r.run_id)) if hits else None
+    return sorted(hits, key=lambda r: (r.created_at, r.run_id))
+
+
+def _pick(runs: Sequence[RunInfo], model: str, specs: tuple[str, ...], utility: bool) -> RunInfo | None:
+    """The latest run of ``model`` with exactly these calibration specs, of the utility or evaluation kind."""
+    hits = _candidates(runs, model, specs, utility)
+    return hits[-1] if hits else None
+
+
+def _chosen_note(what: str, hits: Sequence[RunInfo]) -> str | None:
+    """Names the run picked among several candidates (the latest), or ``None`` when there was no choice."""
+    if len(hits) < 2:
+        return None
+    others = ", ".join(r.run_id for r in hits[:-1])
+    return f"{what} run '{hits[-1].run_id}' chosen, the latest of {len(hits)} (also: {others})"
 
 
 def tradeoff_rows(
-    store: Store, run_ids: Sequence[str], judge_id: str, *, seed: int = 0
+    store: Store,
+    run_ids: Sequence[str],
+    judge_id: str,
+    *,
+    seed: int = 0,
+    ci: bool = True,
+    n_boot: int = DEFAULT_RESAMPLES,
 ) -> list[dict[str, Any]]:
     """One row per (model, calibration) among ``run_ids`` (all runs of the store when empty).
 
@@ -134,15 +160,23 @@ def tradeoff_rows(
     ``baseline_eval_run``, ``baseline_utility_run``, ``SRA_s``, ``SRA_u`` (of this run, on the items shared
     with the baseline), ``d_SRA_s``, ``d_SRA_u``, ``d_calibration`` (each with a ``*_ci`` [low, high]),
     ``utility``, ``utility_ci``, ``d_utility``, ``d_utility_ci``, ``n_utility`` and ``note``. The baseline
-    row comes first within a model and carries deltas of 0 where its own values exist.
+    row comes first within a model and carries deltas of 0 where its own values exist. With ``ci=False``
+    the ``*_ci`` of the deltas are ``[None, None]`` (a report without ``--ci`` shows no interval anywhere).
+    When several stored runs match a slot (e.g. two utility runs of one calibration), the latest is used and
+    ``note`` names it and the others (on the baseline row for the model's baseline runs).
     """
+    boot = n_boot if ci else 0
     named = [store.get_run(r) for r in run_ids] if run_ids else store.list_runs()
     if not any(calibration_specs(r.manifest) for r in named):
         return []
     everything = store.list_runs() if run_ids else named
 
+    def find_all(model: str, specs: tuple[str, ...], utility: bool) -> list[RunInfo]:
+        return _candidates(named, model, specs, utility) or _candidates(everything, model, specs, utility)
+
     def find(model: str, specs: tuple[str, ...], utility: bool) -> RunInfo | None:
-        return _pick(named, model, specs, utility) or _pick(everything, model, specs, utility)
+        hits = find_all(model, specs, utility)
+        return hits[-1] if hits else None
 
     rows: list[dict[str, Any]] = []
     for model in sorted({r.model for r in named}):
@@ -155,6 +189,17 @@ def tradeoff_rows(
             if not specs and be is None and bu is None:
                 continue
             notes: list[str] = []
+            if specs:
+                choices = [
+                    ("evaluation", _candidates(named, model, specs, False)),
+                    ("utility", find_all(model, specs, True)),
+                ]
+            else:
+                choices = [
+                    ("baseline evaluation", find_all(model, (), False)),
+                    ("baseline utility", find_all(model, (), True)),
+                ]
+            notes += [note for what, hits in choices if (note := _chosen_note(what, hits))]
             row: dict[str, Any] = {
                 "model": model,
                 "calibration": calibration_label(specs),
@@ -179,7 +224,7 @@ def tradeoff_rows(
                 "n_utility": 0,
             }
             if ev is not None and be is not None:
-                row.update(_safety_delta(store, be, ev, judge_id, seed))
+                row.update(_safety_delta(store, be, ev, judge_id, seed, boot))
                 if row["d_SRA_s"] is None and row["d_SRA_u"] is None:
                     notes.append(f"no benchmark item scored in both runs under judge '{judge_id}'")
             elif ev is not None:
@@ -189,7 +234,7 @@ def tradeoff_rows(
                 row["utility"] = u.get("accuracy")
                 row["utility_ci"] = list(u.get("ci") or [None, None])
                 if bu is not None:
-                    d, lo, hi, n = _paired_diff(base_scores, _utility_scores(store, ut), seed=seed)
+                    d, lo, hi, n = _paired_diff(base_scores, _utility_scores(store, ut), seed=seed, n_boot=boot)
                     row.update(d_utility=d, d_utility_ci=[lo, hi], n_utility=n)
                     if d is None:
                         notes.append("no utility example scored in both runs")
@@ -222,7 +267,8 @@ def _md(text: str) -> str:
 
 def tradeoff_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """A Markdown table: one line per row of :func:`tradeoff_rows`; rates in %, deltas in percentage points
-    with their 95% intervals (as the report's other tables)."""
+    with their 95% intervals where the rows carry them (rows built with ``ci=True``, as the report's other
+    tables); the note column names the runs chosen among several."""
     head = (
         "| model | calibration | SRA_s | Δ SRA_s | SRA_u | Δ SRA_u | Δ calibration | utility | Δ utility | note |\n"
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"

@@ -5,10 +5,14 @@ Invariants:
 - a run is a fixed set of items (``run_items``) plus one response row per answered item; each response is
   committed the moment it arrives, so a killed run loses only what was in flight;
 - re-running the same run id sends nothing for items that already have a response (``--retry-errors``
-  re-asks exactly the errored ones); its model, generation config and calibration must match the stored
-  manifest, else it stops with an error before sending anything;
-- items whose query is blank in the source (``Item.note``) are never sent and never become run items; the
-  manifest lists them under ``excluded_items``;
+  re-asks exactly the errored ones); its model, generation config, calibration specs, base-URL host and the
+  key facts of each calibration (direction sha256, few-shot draw, reminder text hash, ...) must match the
+  stored manifest, else it stops with an error before anything is written or sent; a resume never drops items;
+- ``--limit`` samples the selected items first (all of them, sendable or not, so the sample does not depend
+  on the calibration); items of the sample that cannot be sent (blank query in the source, a query a
+  steering direction was fitted on) never become run items: the manifest maps them to their reason under
+  ``excluded_items`` and the artifact ``excluded_items.jsonl`` holds their item snapshots;
+- options are checked before the store is opened: a bad flag writes nothing;
 - the manifest records the model, provider, base-URL host (never the URL's path, user or password, and never
   a key), generation config, calibrations and their own manifests, dataset fingerprint, package version,
   selection, limits, retry policy, start/end of every invocation and the counts.
@@ -19,14 +23,18 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import hashlib
+import json
 import math
 import re
 import secrets
+import shlex
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from vscbench import __version__
 from vscbench.calibration import Calibration, build_request, parse_calibrations
@@ -36,13 +44,27 @@ from vscbench.errors import VscbenchError
 from vscbench.hashing import sha256_file
 from vscbench.models.base import Provider, parse_model_spec
 from vscbench.runner.core import ExecStats, Limits, RetryPolicy, execute
-from vscbench.runner.select import Selection, balanced_sample, filter_by_ids, read_item_ids
+from vscbench.runner.select import Selection, balanced_sample, check_selection, filter_by_ids, read_item_ids
 from vscbench.store import Store
-from vscbench.types import GenConfig, Item, Request, Response
+from vscbench.types import GenConfig, Item, Request, Response, Status
 
 RUN_KIND = "generation"
 #: Manifest keys a resumed run must match exactly.
 RESUME_KEYS: tuple[str, ...] = ("model", "config", "calibration_specs")
+#: Artifact holding one ``Item.to_dict()`` JSON per line for every item the run never sent.
+EXCLUDED_ARTIFACT = "excluded_items.jsonl"
+#: Calibration manifest keys a resumed run must match (those present); ``pool`` is compared by its sha256.
+CALIBRATION_FACTS: tuple[str, ...] = (
+    "method",
+    "sha256",
+    "layer",
+    "alpha",
+    "threshold",
+    "k",
+    "seed",
+    "draw",
+    "demos_sha256",
+)
 
 
 @dataclass
@@ -57,6 +79,12 @@ class RunResult:
     skipped: int
     excluded: dict[str, str]
     resumed: bool
+    #: items not re-sent because they ended in error before (``--retry-errors`` re-asks them)
+    skipped_errors: int = 0
+    #: one error message of this invocation's failed items, if any
+    error_example: str | None = None
+    #: things the user should know (e.g. a resume keeps items the new selection leaves out)
+    notes: list[str] = field(default_factory=list)
 
 
 def new_run_id(model_spec: str, now: float | None = None) -> str:
@@ -108,14 +136,25 @@ def _ensure_images(paths: DataPaths, items: Sequence[Item]) -> None:
 CALIBRATION_SPLIT_NOTE = "query used to fit the steering direction (calibration split): not evaluated"
 
 
+class Selected(NamedTuple):
+    """What a selection gives: the items to send, and the selected items never sent (reason and snapshot)."""
+
+    items: list[Item]
+    excluded: dict[str, str]
+    excluded_items: list[Item]
+
+
 def select_items(
     paths: DataPaths, selection: Selection, held_out_queries: frozenset[str] = frozenset()
-) -> tuple[list[Item], dict[str, str]]:
-    """The items to evaluate and the selected items that are never sent (id -> reason).
+) -> Selected:
+    """The items to evaluate and the selected items that are never sent.
 
-    ``held_out_queries`` are query ids a calibration method was fitted on; their items are left out (and
-    listed as excluded) before ``--limit`` samples, so evaluation never shares a query with calibration.
+    ``--limit`` samples first, over every selected item (a stable order, independent of any calibration);
+    then the sampled items that cannot be sent are set aside: blank queries (``Item.note``) and items of
+    ``held_out_queries`` (queries a calibration method was fitted on), so evaluation never shares a query
+    with calibration and only items of the sample count as never sent.
     """
+    check_selection(selection)
     items = load_items(
         paths,
         half=selection.half,
@@ -124,21 +163,118 @@ def select_items(
     )
     if selection.items_file:
         items = filter_by_ids(items, read_item_ids(selection.items_file), selection.items_file)
-    excluded = {it.id: it.note for it in items if it.note}
-    excluded |= {it.id: CALIBRATION_SPLIT_NOTE for it in items if not it.note and it.query_id in held_out_queries}
+    if selection.limit is not None and items:
+        items = balanced_sample(items, selection.limit, selection.sample_seed)
+    excluded: dict[str, str] = {}
+    for it in items:
+        if it.note:
+            excluded[it.id] = it.note
+        elif it.query_id in held_out_queries:
+            excluded[it.id] = CALIBRATION_SPLIT_NOTE
     sendable = [it for it in items if it.id not in excluded]
-    if selection.limit is not None:
-        sendable = balanced_sample(sendable, selection.limit, selection.sample_seed)
     if not sendable:
         if excluded:
             first, why = next(iter(excluded.items()))
             raise VscbenchError(
                 f"every selected item is excluded ({len(excluded)}, e.g. {first}: {why}): widen the selection"
             )
+        raise VscbenchError("the selection is empty: check --half, --setting, --category and --items")
+    return Selected(sendable, excluded, [it for it in items if it.id in excluded])
+
+
+def reason_label(reason: str) -> str:
+    """A short name for why an item was never sent (``blank query``, ``calibration split``, ...)."""
+    if reason == CALIBRATION_SPLIT_NOTE or "calibration split" in reason:
+        return "calibration split"
+    if reason.startswith("blank query"):
+        return "blank query"
+    return reason.split(":", 1)[0].strip() or "other"
+
+
+def excluded_by_reason(excluded: Mapping[str, str]) -> dict[str, int]:
+    """How many items were never sent, per short reason (:func:`reason_label`), sorted by reason."""
+    return dict(sorted(Counter(reason_label(why) for why in excluded.values()).items()))
+
+
+def exclusion_summary(excluded: Mapping[str, str]) -> str:
+    """``12 (blank query), 16 (calibration split)``; ``0`` when nothing was left out."""
+    counts = excluded_by_reason(excluded)
+    return ", ".join(f"{n} ({why})" for why, n in counts.items()) or "0"
+
+
+def _finite(flag: str, value: float | None) -> None:
+    if value is not None and not math.isfinite(value):
+        raise VscbenchError(f"{flag} {value}: must be a finite number")
+
+
+def check_options(
+    config: GenConfig, limits: Limits, policy: RetryPolicy, batch_size: int | None = None
+) -> None:
+    """Refuse out-of-range generation, execution and batch options (one line naming the flag)."""
+    checks: list[tuple[str, float | None, bool, str]] = [
+        ("--max-tokens", config.max_tokens, config.max_tokens >= 1, "must be at least 1"),
+        ("--temperature", config.temperature, config.temperature >= 0, "must be zero or more"),
+        ("--concurrency", limits.concurrency, limits.concurrency >= 1, "must be at least 1"),
+        ("--max-attempts", policy.max_attempts, policy.max_attempts >= 1, "must be at least 1"),
+        ("--timeout", policy.timeout_s, policy.timeout_s >= 0, "must be zero (no timeout) or more"),
+    ]
+    if config.top_p is not None:
+        checks.append(("--top-p", config.top_p, 0 < config.top_p <= 1, "must be above 0 and at most 1"))
+    for flag, budget in (("--rpm", limits.rpm), ("--tpm", limits.tpm)):
+        if budget is not None:
+            checks.append((flag, budget, budget > 0, "must be above 0"))
+    if batch_size is not None:
+        checks.append(("--batch-size", batch_size, batch_size >= 1, "must be at least 1"))
+    for flag, value, ok, why in checks:
+        if flag != "--timeout":
+            _finite(flag, value)
+        if value is not None and (value != value or not ok):  # NaN fails every comparison
+            raise VscbenchError(f"{flag} {value:g}: {why}")
+
+
+def calibration_facts(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a calibration's ``manifest()`` that decide what is sent (JSON-normalised)."""
+    out = {k: manifest[k] for k in CALIBRATION_FACTS if k in manifest}
+    pool = manifest.get("pool")
+    if isinstance(pool, Mapping) and "sha256" in pool:
+        out["pool_sha256"] = pool["sha256"]
+    normalised: dict[str, Any] = json.loads(json.dumps(out, sort_keys=True, default=str))
+    return normalised
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 16 else text[:12] + "..."
+
+
+def _check_calibrations(run_id: str, stored: Mapping[str, Any], cals: Sequence[Calibration]) -> None:
+    """A resumed run's calibrations must match what the run was made with (see :data:`CALIBRATION_FACTS`)."""
+    records = stored.get("calibrations")
+    if not isinstance(records, list):
+        return  # the run stopped before its calibrations were recorded: nothing was sent with them
+    for k, cal in enumerate(cals):
+        rec = records[k] if k < len(records) and isinstance(records[k], Mapping) else {}
+        old = calibration_facts(rec.get("manifest") or {})
+        new = calibration_facts(cal.manifest())
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                raise VscbenchError(
+                    f"run '{run_id}': calibration '{cal.spec}' is not the one the run was made with "
+                    f"({key} {_short(old.get(key))} then, {_short(new.get(key))} now; e.g. a refitted direction "
+                    "file or a selection that changes the few-shot draw): restore it, or use a new --run-id"
+                )
+
+
+def _check_base_url(run_id: str, stored: Mapping[str, Any], describe: Mapping[str, Any]) -> None:
+    """A resumed run must talk to the same endpoint (compared by host, the part the manifest keeps)."""
+    if "base_url_host" not in stored:
+        return
+    old, new = stored.get("base_url_host"), describe.get("base_url_host")
+    if old != new:
         raise VscbenchError(
-            "the selection is empty: check --half, --setting, --category, --items and --limit"
+            f"run '{run_id}' was made against {old or 'no base URL'}, this command would send to "
+            f"{new or 'no base URL'}: pass the run's --base-url to resume it, or use a new --run-id"
         )
-    return sendable, excluded
 
 
 def _check_resume(run_id: str, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
@@ -150,14 +286,42 @@ def _check_resume(run_id: str, stored: dict[str, Any], wanted: dict[str, Any]) -
             )
 
 
+def merged_selection(old: Mapping[str, Any] | None, new: Selection) -> dict[str, Any] | None:
+    """One selection standing for a run's items after a resume with ``new`` (a larger ``--limit`` extends a
+    smaller one); None when no single selection can say it (other settings, categories, seed, ...)."""
+    new_d = new.to_dict()
+    if not old:
+        return new_d
+    if any(old.get(k) != v for k, v in new_d.items() if k != "limit"):
+        return None
+    limits = (old.get("limit"), new.limit)
+    return new_d | {"limit": None if None in limits else max(int(x) for x in limits if x is not None)}
+
+
+def _read_excluded_artifact(store: Store, run_id: str) -> list[Item]:
+    data = store.get_artifact(run_id, EXCLUDED_ARTIFACT)
+    if not data:
+        return []
+    return [Item.from_dict(json.loads(line)) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+def excluded_artifact(items: Sequence[Item]) -> bytes:
+    """``excluded_items.jsonl``: one ``Item.to_dict()`` JSON object per line."""
+    return "".join(json.dumps(it.to_dict(), sort_keys=True) + "\n" for it in items).encode("utf-8")
+
+
 @dataclass
 class _Plan:
     """What a ``run`` invocation will work on, decided before any model is loaded or any request sent."""
 
     run_id: str
     resumed: bool
-    items: list[Item]
+    items: list[Item]  # what this invocation's selection names (a resume adds those not in the run yet)
+    all_items: list[Item]  # the run's items once this invocation has added its own
     excluded: dict[str, str]
+    excluded_items: list[Item]
+    stored: dict[str, Any] = field(default_factory=dict)  # the resumed run's manifest
+    notes: list[str] = field(default_factory=list)
 
 
 def _plan(
@@ -177,12 +341,71 @@ def _plan(
             raise VscbenchError(f"run '{run_id}' is a {info.kind} run, not a generation run")
         _check_resume(run_id, info.manifest, wanted)
         stored_excluded = dict(info.manifest.get("excluded_items") or {})
+        snapshots = {it.id: it for it in _read_excluded_artifact(store, run_id)}
+        have = store.run_items(run_id)
         if selection == Selection():  # no selection flags: exactly the run's own items
-            return _Plan(run_id, True, store.run_items(run_id), stored_excluded)
-        items, excluded = select_items(paths, selection, held_out)
-        return _Plan(run_id, True, items, stored_excluded | excluded)
-    items, excluded = select_items(paths, selection, held_out)
-    return _Plan(run_id or new_run_id(model), False, items, excluded)
+            return _Plan(run_id, True, have, have, stored_excluded, list(snapshots.values()), info.manifest)
+        sel = select_items(paths, selection, held_out)
+        have_ids = {it.id for it in have}
+        added = [it for it in sel.items if it.id not in have_ids]
+        for it in sel.excluded_items:
+            snapshots.setdefault(it.id, it)
+        notes = []
+        if len(have) > len(sel.items) or not added:
+            notes.append(
+                f"run '{run_id}' keeps all its {len(have)} items (a resume never drops any); "
+                f"this selection names {len(sel.items)} and adds {len(added)}"
+            )
+        return _Plan(
+            run_id, True, sel.items, have + added, stored_excluded | sel.excluded,
+            list(snapshots.values()), info.manifest, notes,
+        )  # fmt: skip
+    sel = select_items(paths, selection, held_out)
+    return _Plan(run_id or new_run_id(model), False, sel.items, sel.items, sel.excluded, sel.excluded_items)
+
+
+def retry_command(
+    model: str,
+    run_id: str,
+    *,
+    base_url: str | None = None,
+    root: str | None = None,
+    metadata: str | None = None,
+    store: str | Path | None = None,
+    config: GenConfig = GenConfig(),
+    calibrations: Sequence[str] = (),
+    device: str | None = None,
+    dtype: str | None = None,
+    batch_size: int | None = None,
+) -> str:
+    """The ``vscbench run`` command line that re-asks run ``run_id``'s errored items: everything a resume must
+    repeat (model, base URL, generation config, calibrations) and where the data and store are. A base URL
+    carrying a user, password or query string is shown as ``$BASE_URL`` (it may hold a secret)."""
+    parts = ["vscbench", "run", "-m", model]
+    shown_url = None
+    if base_url:
+        u = urlsplit(base_url)
+        shown_url = "$BASE_URL" if (u.username or u.password or u.query) else base_url
+    default = GenConfig()
+    flags: list[tuple[str, Any]] = [
+        ("--base-url", shown_url),
+        ("--root", root),
+        ("--metadata", metadata),
+        ("--store", store),
+        ("--run-id", run_id),
+        ("--max-tokens", config.max_tokens if config.max_tokens != default.max_tokens else None),
+        ("--temperature", config.temperature if config.temperature != default.temperature else None),
+        ("--top-p", config.top_p),
+        ("--seed", config.seed if config.seed != default.seed and config.seed is not None else None),
+        *(("--calibration", c) for c in calibrations),
+        ("--device", device),
+        ("--dtype", dtype),
+        ("--batch-size", batch_size),
+    ]
+    for flag, value in flags:
+        if value is not None:
+            parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return shlex.join([*parts, "--retry-errors"]).replace("'$BASE_URL'", '"$BASE_URL"')
 
 
 def run_generation(
@@ -211,6 +434,8 @@ def run_generation(
     loads here), record the run, send. ``provider`` replaces the one ``model`` names (tests, embedding); it
     is then not closed here.
     """
+    check_options(config, limits, policy, batch_size)
+    check_selection(selection)
     if provider is None:
         from vscbench.models.factory import check_spec
 
@@ -237,6 +462,10 @@ def run_generation(
     }
     with Store(store) as st:
         plan = _plan(st, paths, run_id, selection, wanted, model, held_out)
+        for cal in cals:
+            cal.prepare(plan.all_items)
+        if plan.resumed:
+            _check_calibrations(plan.run_id, plan.stored, cals)
         _ensure_images(paths, plan.items)
         own_provider = provider is None
         if provider is None:
@@ -249,6 +478,8 @@ def run_generation(
             try:
                 if needs_activations and not prov.supports_activations:
                     raise VscbenchError("activation methods (steer, revise) need an hf/ model")
+                if plan.resumed:
+                    _check_base_url(plan.run_id, plan.stored, prov.describe())
                 return await _run(
                     st, prov, provider_name, wanted, paths, plan, selection, config, cals, limits, policy,
                     retry_errors, progress,
@@ -343,6 +574,13 @@ async def _run(
     if batch > limits.concurrency:
         limits = replace(limits, concurrency=batch)
     describe = dict(provider.describe())
+    all_items = plan.all_items
+    ids = {it.id for it in all_items}
+    answered = store.completed_item_ids(run_id, include_errors=False) & ids if plan.resumed else set()
+    errored = (store.completed_item_ids(run_id) & ids) - answered if plan.resumed else set()
+    pending = [it for it in all_items if it.id not in answered and (retry_errors or it.id not in errored)]
+    requests = [build_request(it, config, cals) for it in pending]  # may refuse an item: nothing written yet
+
     if plan.resumed:
         store.add_run_items(run_id, plan.items)
     else:
@@ -357,13 +595,10 @@ async def _run(
             "created_at": time.time(),
         }
         store.create_run(run_id, kind=RUN_KIND, model=wanted["model"], manifest=manifest, items=plan.items)
-    all_items = store.run_items(run_id)
-
-    for cal in cals:
-        cal.prepare(all_items)
-    done = store.completed_item_ids(run_id, include_errors=not retry_errors)
-    pending = [it for it in all_items if it.id not in done]
-    requests = [build_request(it, config, cals) for it in pending]
+    if plan.excluded_items:
+        store.put_artifact(
+            run_id, EXCLUDED_ARTIFACT, excluded_artifact(plan.excluded_items), "application/x-ndjson"
+        )
     for cal in cals:
         for name, (data, media_type) in cal.artifacts().items():
             store.put_artifact(run_id, name, data, media_type)
@@ -373,6 +608,7 @@ async def _run(
         "started_at": started,
         "pending": len(pending),
         "retry_errors": retry_errors,
+        "selection": selection.to_dict(),
         "base_url_host": describe.get("base_url_host"),
         "provider_info": describe,
         "limits": {"concurrency": limits.concurrency, "rpm": limits.rpm, "tpm": limits.tpm},
@@ -385,17 +621,21 @@ async def _run(
         "vscbench_version": __version__,
     }
     manifest = store.get_run(run_id).manifest
-    store.update_manifest(
-        run_id,
-        {
-            "excluded_items": plan.excluded,
-            "calibrations": [{"spec": c.spec, "manifest": c.manifest()} for c in cals],
-            "dataset": dataset_fingerprint(paths, all_items),
-            "started_at": manifest.get("started_at", started),
-            "finished_at": None,
-            "invocations": [*manifest.get("invocations", []), invocation],
-        },
-    )
+    patch: dict[str, Any] = {
+        "excluded_items": plan.excluded,
+        "calibrations": [{"spec": c.spec, "manifest": c.manifest()} for c in cals],
+        "dataset": dataset_fingerprint(paths, all_items),
+        "started_at": manifest.get("started_at", started),
+        "finished_at": None,
+        "invocations": [*manifest.get("invocations", []), invocation],
+    }
+    if plan.resumed and selection != Selection():
+        merged = merged_selection(manifest.get("selection"), selection)
+        if merged is not None:
+            patch["selection"] = merged
+        else:  # the run is now a union of selections: keep each one
+            patch["added_selections"] = [*manifest.get("added_selections", []), selection.to_dict()]
+    store.update_manifest(run_id, patch)
 
     stats = ExecStats()
     try:
@@ -417,6 +657,17 @@ async def _run(
                 "invocations": invocations,
             },
         )
+    example = None
+    if stats.errors:
+        sent_ids = {r.item_id for r in requests}
+        example = next(
+            (
+                r.error
+                for r in store.responses(run_id).values()
+                if r.item_id in sent_ids and r.status is Status.ERROR
+            ),
+            None,
+        )
     return RunResult(
         run_id=run_id,
         store_path=store.path,
@@ -426,12 +677,15 @@ async def _run(
         skipped=len(all_items) - len(pending),
         excluded=plan.excluded,
         resumed=plan.resumed,
+        skipped_errors=0 if retry_errors else len(errored),
+        error_example=example,
+        notes=plan.notes,
     )
 
 
 def list_runs(store: str | Path | None = None) -> list[dict[str, Any]]:
     """Every run in the store with its kind, model, times and response counts (for ``vscbench runs``)."""
-    with Store(store, create=False) as st:
+    with Store(store, create=False, missing_ok=True) as st:
         out = []
         for info in st.list_runs():
             out.append(

@@ -11,10 +11,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vscbench.errors import VscbenchError
-from vscbench.types import Item
+from vscbench.types import CATEGORIES, SETTINGS, Item
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -82,56 +84,161 @@ def filter_by_ids(items: Sequence[Item], ids: Sequence[str], source: str) -> lis
     return [i for i in items if i.id in wanted]
 
 
-def _stratum(i: Item) -> tuple[str, str, str, str]:
-    return (i.half, i.label, i.group, i.setting)
+def check_selection(selection: Selection) -> None:
+    """Refuse a selection naming an unknown half, setting, category or XSTest type, a setting or category
+    outside the chosen half, or a ``--limit`` below 1 (one line naming the flag and the value)."""
+    from vscbench.data.metadata import XSTEST_TYPES
+
+    if selection.half is not None and selection.half not in ("image", "text"):
+        raise VscbenchError(f"--half {selection.half}: use image or text")
+    for st in selection.settings:
+        if st not in SETTINGS:
+            raise VscbenchError(f"--setting {st}: not a setting (use one of {', '.join(SETTINGS)})")
+        half = "image" if st == "image" else "text"
+        if selection.half is not None and half != selection.half:
+            raise VscbenchError(f"--setting {st}: not a setting of the {selection.half} half")
+    for cat in selection.categories:
+        if cat in CATEGORIES:
+            half = "image"
+        elif cat in XSTEST_TYPES:
+            half = "text"
+        else:
+            raise VscbenchError(
+                f"--category {cat}: not an image category ({', '.join(CATEGORIES)}) nor an XSTest type "
+                f"({', '.join(sorted(XSTEST_TYPES))})"
+            )
+        if selection.half is not None and half != selection.half:
+            raise VscbenchError(f"--category {cat}: not a category of the {selection.half} half")
+    if selection.limit is not None and selection.limit < 1:
+        raise VscbenchError(f"--limit {selection.limit}: must be at least 1")
+
+
+def _shuffled(rng: random.Random, xs: list[_T]) -> list[_T]:
+    rng.shuffle(xs)
+    return xs
+
+
+class _ImageHalf:
+    """The image half's draw order: categories kept even, each handing out whole pairs (safe slot j and
+    unsafe slot j of one query) one item at a time, the first item of each new pair taking the label the
+    half is short of. So category counts differ by at most one, each category is one item off a whole
+    number of pairs (its labels differ by at most one), and the half's labels differ by at most one."""
+
+    def __init__(self, items: Sequence[Item], rng: random.Random) -> None:
+        units: dict[str, dict[tuple[str, int | str], list[Item]]] = {}
+        for it in items:
+            key = (it.query_id, it.slot if it.slot is not None else it.id)
+            units.setdefault(it.group, {}).setdefault(key, []).append(it)
+        self.queues = {
+            g: _shuffled(rng, [sorted(u[k], key=lambda i: (i.label, i.id)) for k in sorted(u, key=str)])
+            for g, u in sorted(units.items())
+        }
+        self.rank = {g: r for r, g in enumerate(_shuffled(rng, sorted(self.queues)))}
+        self.open: dict[str, list[Item]] = {g: [] for g in self.queues}
+        self.count: Counter[str] = Counter()
+        self.balance = 0  # safe minus unsafe so far
+
+    def _peek(self, g: str) -> Item:
+        if self.open[g]:
+            return self.open[g][0]
+        unit = self.queues[g][0]
+        if self.balance != 0 and len({i.label for i in unit}) > 1:
+            short = "unsafe" if self.balance > 0 else "safe"
+            return next(i for i in unit if i.label == short)
+        return unit[0]
+
+    def _cost(self, g: str) -> tuple[int, int, int]:
+        step = 1 if self._peek(g).label == "safe" else -1
+        return (self.count[g], abs(self.balance + step), self.rank[g])
+
+    def __bool__(self) -> bool:
+        return any(self.open.values()) or any(self.queues.values())
+
+    def pop(self) -> Item:
+        g = min((g for g in self.queues if self.open[g] or self.queues[g]), key=self._cost)
+        it = self._peek(g)
+        if not self.open[g]:
+            self.open[g] = self.queues[g].pop(0)
+        self.open[g].remove(it)
+        self.count[g] += 1
+        self.balance += 1 if it.label == "safe" else -1
+        return it
+
+
+class _TextHalf:
+    """The text half's draw order: whole queries (every selected setting of one query, in setting order),
+    the next query from the label and then the XSTest type with the fewest items so far. So settings are
+    even and cross-setting consistency is measurable on every query but the last one opened."""
+
+    def __init__(self, items: Sequence[Item], rng: random.Random) -> None:
+        setting_pos = {s: k for k, s in enumerate(SETTINGS)}
+        units: dict[tuple[str, str], dict[str, list[Item]]] = {}
+        for it in items:
+            units.setdefault((it.label, it.group), {}).setdefault(it.query_id, []).append(it)
+        self.queues = {
+            k: _shuffled(
+                rng, [sorted(u[q], key=lambda i: (setting_pos.get(i.setting, 99), i.id)) for q in sorted(u)]
+            )
+            for k, u in sorted(units.items())
+        }
+        self.rank = {k: r for r, k in enumerate(_shuffled(rng, sorted(self.queues)))}
+        self.open: list[Item] = []
+        self.count: Counter[str] = Counter()
+
+    def __bool__(self) -> bool:
+        return bool(self.open) or any(self.queues.values())
+
+    def pop(self) -> Item:
+        if not self.open:
+            live = [k for k, q in self.queues.items() if q]
+            k = min(live, key=lambda k: (self.count["l:" + k[0]], self.count["g:" + k[1]], self.rank[k]))
+            self.open = list(self.queues[k].pop(0))
+        it = self.open.pop(0)
+        self.count["l:" + it.label] += 1
+        self.count["g:" + it.group] += 1
+        return it
+
+
+def sample_order(items: Sequence[Item], seed: int = 0) -> list[Item]:
+    """Every item of ``items`` in the order a ``--limit`` sample takes them (deterministic in ``seed``).
+
+    The halves alternate (the one with fewer items so far goes next, ties by a seeded order); within a half
+    see :class:`_ImageHalf` and :class:`_TextHalf`. Every prefix is therefore balanced over halves, labels
+    within each category/type, and categories/types, with image items in whole pairs and text items in
+    whole queries (bar the last one opened).
+    """
+    rng = random.Random(f"vscbench-sample-{seed}")
+    ordered = sorted(items, key=lambda i: i.id)
+    halves: dict[str, _ImageHalf | _TextHalf] = {}
+    image = [i for i in ordered if i.half == "image"]
+    text = [i for i in ordered if i.half != "image"]
+    if image:
+        halves["image"] = _ImageHalf(image, rng)
+    if text:
+        halves["text"] = _TextHalf(text, rng)
+    rank = {h: r for r, h in enumerate(_shuffled(rng, sorted(halves)))}
+    count: Counter[str] = Counter()
+    out: list[Item] = []
+    while True:
+        live = [h for h, d in halves.items() if d]
+        if not live:
+            return out
+        h = min(live, key=lambda h: (count[h], rank[h]))
+        out.append(halves[h].pop())
+        count[h] += 1
 
 
 def balanced_sample(items: Sequence[Item], n: int, seed: int = 0) -> list[Item]:
-    """``n`` items balanced over halves, labels, categories/types and settings, in canonical order.
+    """The first ``n`` items of :func:`sample_order`, in canonical (``items``) order.
 
-    Greedy and deterministic: items are grouped into strata (half, label, category/type, setting) and each
-    next item comes from the stratum that keeps, in this order of priority, the halves, the labels within a
-    half, the categories/types within a half, the settings within a half, and the settings within a
-    category/type as even as possible; ties go by an order drawn from ``seed``, and each stratum hands out
-    its items in a seeded shuffled order. So any prefix of the sequence is balanced (count differences of at
-    most one wherever the data allows), and a larger ``n`` extends a smaller one.
+    Balanced over halves, labels within each category/XSTest type, and categories/types (count differences
+    of at most one wherever the data allows); the image half comes in whole pairs and the text half in whole
+    queries across the selected settings, bar at most one open pair per category and one open query. A
+    larger ``n`` extends a smaller one (same ``seed``), so resuming a run with a larger ``--limit`` only adds.
     """
-    if n < 0:
-        raise VscbenchError(f"--limit {n}: must be zero or more")
+    if n < 1:
+        raise VscbenchError(f"--limit {n}: must be at least 1")
     if n >= len(items):
         return list(items)
-    rng = random.Random(f"vscbench-sample-{seed}")
-    strata: dict[tuple[str, str, str, str], list[Item]] = {}
-    for it in sorted(items, key=lambda i: i.id):
-        strata.setdefault(_stratum(it), []).append(it)
-    keys = sorted(strata)
-    rng.shuffle(keys)
-    rank = {k: r for r, k in enumerate(keys)}
-    for k in keys:
-        rng.shuffle(strata[k])
-        strata[k].reverse()  # pop() hands them out in the shuffled order
-    seen: Counter[tuple[str, ...]] = Counter()
-
-    def priority(k: tuple[str, str, str, str]) -> tuple[int, ...]:
-        h, lab, g, st = k
-        return (
-            seen[(h,)],
-            seen[(h, "l", lab)],
-            seen[(h, "g", g)],
-            seen[(h, "s", st)],
-            seen[(h, g, st)],
-            rank[k],
-        )
-
-    picked: list[Item] = []
-    live = list(keys)
-    while len(picked) < n and live:
-        k = min(live, key=priority)
-        picked.append(strata[k].pop())
-        if not strata[k]:
-            live.remove(k)
-        h, lab, g, st = k
-        for c in ((h,), (h, "l", lab), (h, "g", g), (h, "s", st), (h, g, st)):
-            seen[c] += 1
-    order = {it.id: pos for pos, it in enumerate(items)}
-    return sorted(picked, key=lambda i: order[i.id])
+    picked = {it.id for it in sample_order(items, seed)[:n]}
+    return [it for it in items if it.id in picked]

@@ -118,8 +118,28 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def image_problem(p: Path) -> str | None:
+    """Why the file at ``p`` cannot be sent as an image, or None. Reads the header only (cheap): the magic
+    bytes must name PNG, JPEG, GIF, WebP or BMP and Pillow must open it within the pixel limit."""
+    from vscbench.data.images import open_image, sniff_mime
+
+    try:
+        mime = sniff_mime(p)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if mime is None:
+        return "is not an image (not PNG, JPEG, GIF, WebP or BMP data)"
+    try:
+        with open_image(p):
+            pass
+    except VscbenchError as exc:
+        return f"is not a usable image ({str(exc).removeprefix(f'{p}: ')})"
+    return None
+
+
 def parse_line(obj: Any, path: Path, line: int) -> UtilityExample:
-    """Validate one decoded JSON line. Image paths are resolved against ``path``'s folder and must exist."""
+    """Validate one decoded JSON line. Image paths are resolved against ``path``'s folder and must name an
+    existing file that is an image (see :func:`image_problem`)."""
     if not isinstance(obj, dict):
         raise _err(path, line, "must be a JSON object")
     raw_id = obj.get("id")
@@ -174,6 +194,9 @@ def parse_line(obj: Any, path: Path, line: int) -> UtilityExample:
         p = (path.parent / image).resolve()
         if not p.is_file():
             raise _err(path, line, f"image {p} not found")
+        problem = image_problem(p)
+        if problem:
+            raise _err(path, line, f"image {p} {problem}")
         image_path = str(p)
     return UtilityExample(
         id=ex_id,

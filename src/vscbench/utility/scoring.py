@@ -281,6 +281,20 @@ def summarise(
     )
 
 
+def nothing_scored(s: UtilitySummary) -> str | None:
+    """None when at least one example was scored; else one line saying why none could be (a run like that
+    has no accuracy, so the CLI exits 1 with this line)."""
+    if s.scored:
+        return None
+    why = ", ".join(f"{k} {v}" for k, v in sorted(s.excluded.items())) or "no examples"
+    hint = ""
+    if s.excluded.get("error"):
+        hint = "; run the same command with the same --run-id to ask the errored ones again"
+    elif s.excluded.get("ungraded"):
+        hint = "; the grader's verdicts could not be read (check --grader)"
+    return f"nothing could be scored: all {s.n} example(s) were excluded ({why}){hint}"
+
+
 def format_summary(s: UtilitySummary) -> str:
     """One line for the terminal, e.g. ``accuracy 0.700 [0.500, 0.900] (14/20 scored; excluded: error 2)``."""
     if s.accuracy is None:

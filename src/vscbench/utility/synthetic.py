@@ -17,6 +17,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from vscbench.data.paths import writable_folder, writing
 from vscbench.errors import VscbenchError
 
 SIZE = 224
@@ -133,6 +134,12 @@ def make_synthetic(out: str | Path, n: int, seed: int = 0) -> Path:
         (root / "images").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise VscbenchError(f"--out {root}: cannot create the folder ({exc.strerror or exc})") from None
+    writable_folder(root / "images")
+    with writing(root):
+        return _write_set(root, n, seed)
+
+
+def _write_set(root: Path, n: int, seed: int) -> Path:
     rng = random.Random(f"vscbench-utility-synthetic:{seed}")
     lines: list[str] = []
     width = max(4, len(str(n)))
