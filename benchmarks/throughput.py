@@ -191,7 +191,7 @@ def run_benchmark(
                 ideal = math.ceil(n / c) * lat
                 print(f"\nL = {lat:g} s   ideal ceil(N/C)·L = {ideal:.1f} s")
                 print(
-                    f"{'client':<22}{'items':>6}{'wall s':>9}{'ratio':>7}{'req/s':>8}{'RSS MB':>8}{'vs bare':>9}"
+                    f"{'client':<26}{'items':>6}{'wall s':>9}{'ratio':>7}{'req/s':>8}{'RSS MB':>8}{'CPU s':>7}{'vs bare':>9}"
                 )
                 rows: dict[str, dict[str, Any]] = {}
                 for mode in dict.fromkeys(modes):
@@ -218,7 +218,7 @@ def run_benchmark(
                         label += " (extrap.)"
                     vs = f"{r['wall'] / bare:.2f}" if bare else "-"
                     print(
-                        f"{label:<22}{r['n']:>6}{r['wall']:>9.1f}{r['wall'] / ideal:>7.2f}"
+                        f"{label:<26}{r['n']:>6}{r['wall']:>9.1f}{r['wall'] / ideal:>7.2f}"
                         f"{n / r['wall']:>8.1f}{r['rss_mb']:>8.0f}{r['cpu_s']:>7.1f}{vs:>9}"
                     )
                 run = rows.get("runner")
