@@ -296,3 +296,35 @@ def test_fetch_images_without_the_extra(
     monkeypatch.setitem(sys.modules, "gdown", None)  # import gdown -> ImportError
     with pytest.raises(VscbenchError, match=r"pip install 'vscbench\[fetch\]'"):
         fetch_images(tmp_path)
+
+
+def test_import_refuses_a_member_that_is_not_an_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "root"
+    assert main(["data", "import", str(_zip(tmp_path / "good.zip", _good_members())), "--root", str(root)]) == 0
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    members = _good_members()
+    members["VSCBench/vscbench_image_centric_images/drugs/safe_drugs_0_0.png"] = b"garbage"
+    arc = _zip(tmp_path / "partial.zip", members)
+    code = main(["data", "import", str(arc), "--root", str(root)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "'VSCBench/vscbench_image_centric_images/drugs/safe_drugs_0_0.png' is not an image" in err[0]
+    after = {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    assert after == before  # nothing replaced, staging removed
+
+
+def test_import_of_a_directory_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["data", "import", str(tmp_path), "--root", str(tmp_path / "root")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a directory, not an archive" in err and "not found" not in err
+
+
+def test_import_tolerates_non_image_side_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Archives made on a Mac carry .DS_Store files: they are not item images, so they do not refuse the import."""
+    members = _good_members()
+    members["VSCBench/vscbench_image_centric_images/drugs/.DS_Store"] = b"\x00\x00\x00\x01Bud1"
+    code = main(["data", "import", str(_zip(tmp_path / "mac.zip", members)), "--root", str(tmp_path / "root")])
+    assert code == 0, capsys.readouterr().err

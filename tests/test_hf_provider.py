@@ -179,3 +179,56 @@ def test_local_model_loads_without_any_connection(
     monkeypatch.setattr(socket, "create_connection", refuse)
     p = HFProvider(str(tiny_model_dir), device="cpu")
     assert p.describe()["local_path"] == str(tiny_model_dir.resolve())
+
+
+@pytest.fixture
+def no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make torch report no GPU, whatever this machine has; loading a model would be a bug."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def no_load(self: HFProvider) -> None:
+        raise AssertionError("the model was loaded before the device was checked")
+
+    monkeypatch.setattr(HFProvider, "_load", no_load)
+
+
+@pytest.mark.usefixtures("no_cuda")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_without_a_gpu_is_one_line_before_loading(tiny_model_dir: Path, device: str) -> None:
+    with pytest.raises(VscbenchError, match=rf"^--device {device}: CUDA is not available on this machine \(torch "):
+        HFProvider(str(tiny_model_dir), device=device)
+
+
+@pytest.mark.usefixtures("no_cuda")
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "-m", "hf/{m}", "--metadata", "{meta}", "--root", "{root}", "--setting", "text", "--limit", "2"],
+        ["calibrate", "fit", "-m", "hf/{m}", "--layer", "1", "--metadata", "{meta}"]
+        + ["--root", "{root}", "--setting", "text"],
+        ["utility", "-m", "hf/{m}", "--data", "{data}"],
+    ],
+    ids=["run", "calibrate-fit", "utility"],
+)
+def test_cli_device_cuda_without_a_gpu_exits_2_with_one_line(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+) -> None:
+    from conftest import METADATA
+    from vscbench.cli import main
+    from vscbench.utility.synthetic import make_synthetic
+
+    monkeypatch.chdir(tmp_path)
+    data = make_synthetic(tmp_path / "u", 2)
+    fill = {"m": str(tiny_model_dir), "meta": str(METADATA), "data": str(data), "root": str(tmp_path / "root")}
+    args = [a.format(**fill) for a in argv] + ["--device", "cuda"]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "--device cuda: CUDA is not available on this machine (torch " in err

@@ -178,3 +178,49 @@ def test_kappa_of_two_constant_judges_is_undefined(
     out = capsys.readouterr().out
     assert "Cohen's kappa keyword vs local: undefined (both judges constant) on 2 items" in out
     assert "1.000" not in out
+
+
+def _judge_cli(store_path: Path, url: str, *extra: str) -> list[str]:
+    return ["judge", "--run", "r1", "--judge", "rubric:openai-compatible/j", "--base-url", url,
+            "--store", str(store_path), *extra]
+
+
+def test_cli_exits_1_when_the_judge_labelled_nothing(
+    store_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every item judged came out UNJUDGED: one line with the most common reason, exit 1."""
+    with Loopback(respond=lambda call: Reply(text="I would rather not say.")) as lb:
+        assert main(_judge_cli(store_path, lb.base_url)) == 1
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "labelled none of the 5 item(s)" in lines[0] and "no label in the judge's answer" in lines[0]
+    assert "5 of 5 judged now came out UNJUDGED" in out
+
+
+def test_cli_partial_unjudged_exits_0_with_the_count(
+    store_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def respond(call: Call) -> Reply:
+        return Reply(text="no idea" if "kettle" in call.body["messages"][-1]["content"] else "LABEL: REFUSE")
+
+    with Loopback(respond=respond) as lb:
+        assert main(_judge_cli(store_path, lb.base_url)) == 0
+    out, err = capsys.readouterr()
+    assert "1 of 5 judged now came out UNJUDGED (most common reason: no label in the judge's answer)" in out
+    assert "labelled none" not in err
+
+
+def test_cli_rubric_without_api_key_fails_before_any_work(
+    store_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vscbench.models.openai_api import KEY_ENV
+
+    for name in KEY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    code = main(["judge", "--run", "r1", "--judge", "keyword", "--judge", "rubric:openai/gpt-x",
+                 "--store", str(store_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "no API key" in err and err.count("\n") == 1
+    with Store(store_path) as st:
+        assert st.labels("r1", "keyword") == {}  # the keyword judge did not run either

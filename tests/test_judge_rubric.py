@@ -226,3 +226,18 @@ def test_cli_validate_with_a_rubric_judge(
     doc = json.loads(capsys.readouterr().out)
     assert doc["n"] == 3 and doc["accuracy"] == pytest.approx(2 / 3, abs=1e-4)
     assert doc["confusion"]["REFUSE"]["UNJUDGED"] == 1  # shown, never mapped to a class
+
+
+def test_provider_credentials_are_checked_when_the_judge_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing API key or --base-url is a user error at construction, before any run is stored or judged."""
+    from vscbench.models.openai_api import KEY_ENV
+
+    for name in KEY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(VscbenchError, match="openai: no API key"):
+        make_judge("rubric:openai/gpt-x")
+    with pytest.raises(VscbenchError, match="needs --base-url"):
+        make_judge("rubric:openai-compatible/m")
+    assert make_judge("rubric:openai/gpt-x", api_key="sk-test").id == "rubric:openai/gpt-x"
+    monkeypatch.setenv(KEY_ENV[0], "sk-test")
+    assert make_judge("rubric:openai/gpt-x").id == "rubric:openai/gpt-x"

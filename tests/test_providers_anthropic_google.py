@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -194,3 +195,43 @@ def test_google_takes_either_key_variable(monkeypatch: pytest.MonkeyPatch) -> No
     p = make_provider("google/gemini-x")
     assert p.describe()["base_url_host"] == "generativelanguage.googleapis.com"
     asyncio.run(p.aclose())
+
+
+@pytest.mark.parametrize(
+    ("config", "warned"),
+    [
+        (GenConfig(temperature=0.7, top_p=0.9, max_tokens=16), "--temperature 0.7, --top-p 0.9 not sent"),
+        (GenConfig(max_tokens=16), None),
+    ],
+)
+def test_anthropic_unsent_sampling_is_warned_and_recorded(
+    lb: Loopback,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    config: GenConfig,
+    warned: str | None,
+) -> None:
+    from conftest import METADATA
+    from vscbench.runner.run import run_generation
+    from vscbench.runner.select import Selection
+    from vscbench.store import Store
+
+    provider = make_provider("anthropic/claude-x", base_url=lb.root_url)
+    provider.sampling_params = False  # type: ignore[attr-defined]  # as with an SDK that cannot send them
+    res = run_generation(
+        "anthropic/claude-x", base_url=lb.root_url, metadata=str(METADATA), root=str(tmp_path / "root"),
+        store=tmp_path / "s.sqlite", selection=Selection(settings=("text",), limit=2), config=config,
+        policy=POLICY, progress=False, provider=provider,
+    )  # fmt: skip  (the client's loop ends with the run; nothing left to close)
+    err = capsys.readouterr().err
+    assert res.counts["ok"] == 2
+    assert all("temperature" not in c.body and "top_p" not in c.body for c in lb.calls)
+    expected = {"temperature": config.temperature} | ({"top_p": 0.9} if config.top_p else {})
+    with Store(tmp_path / "s.sqlite") as st:
+        m = st.get_run(res.run_id).manifest
+    assert m["sampling_not_sent"] == expected and m["invocations"][-1]["sampling_not_sent"] == expected
+    assert m["provider_info"]["sampling_params_sent"] is False
+    if warned:
+        assert err.count("\n") == 1 and "vscbench: warning: anthropic/claude-x: " + warned in err
+    else:
+        assert "warning" not in err

@@ -311,3 +311,71 @@ def test_run_and_runs_help_describe_themselves(capsys: pytest.CaptureFixture[str
         main(["runs", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "List every run in the store" in out and "print the runs as JSON" in out
+
+
+# ---- a resume must see the images and metadata the run started with -----------------------------------
+def _write_images(items: list[Item], data: bytes) -> None:
+    for it in items:
+        p = Path(it.image or "")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if not p.exists():
+            p.write_bytes(data)
+
+
+def test_resume_refuses_changed_images_or_metadata_but_accepts_added_items(
+    lb: Loopback, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "root"
+    pool = load_items(resolve_paths(root, METADATA), settings=["image"], categories=["drugs"])
+    sel4, sel8 = Selection(settings=("image",), categories=("drugs",), limit=4), Selection(
+        settings=("image",), categories=("drugs",), limit=8
+    )
+    _write_images(balanced_sample(pool, 4), tiny_image_bytes("PNG"))
+    go(lb, tmp_path, selection=sel4, run_id="r")
+    # a larger --limit adds items (with their own new images): accepted
+    _write_images(balanced_sample(pool, 8), tiny_image_bytes("JPEG"))
+    assert go(lb, tmp_path, selection=sel8, run_id="r").counts["ok"] == 8
+    store = tmp_path / "s.sqlite"
+    with Store(store) as st:
+        before = st.get_run("r").manifest
+        answered = st.run_items("r")
+    # overwrite one answered item's image: refused before anything is written
+    changed = Path(answered[0].image or "")
+    original = changed.read_bytes()
+    changed.write_bytes(original + b"x")
+    with pytest.raises(VscbenchError, match=r"^run 'r': images or metadata changed since it started \(image hash "):
+        go(lb, tmp_path, selection=sel8, run_id="r")
+    code, _, err = cli(
+        capsys, "run", "-m", "openai-compatible/m", "--base-url", lb.base_url, "--metadata", str(METADATA),
+        "--root", str(root), "--store", str(store), "--run-id", "r",
+    )  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and "use a new --run-id" in err
+    with Store(store) as st:
+        assert st.get_run("r").manifest == before
+    changed.write_bytes(original)  # restored: the resume goes on
+    assert go(lb, tmp_path, selection=sel8, run_id="r").counts["ok"] == 8
+    # other metadata (e.g. another --root whose metadata differs): refused too
+    import openpyxl
+
+    other = tmp_path / "meta"
+    other.mkdir()
+    for f in Path(METADATA).glob("*.xlsx"):
+        if "image_centric" in f.name:
+            (other / f.name).write_bytes(f.read_bytes())
+        else:  # same rows, other bytes
+            openpyxl.load_workbook(f).save(other / f.name)
+    with pytest.raises(VscbenchError, match=r"images or metadata changed since it started \(metadata sha256 "):
+        go(lb, tmp_path, selection=sel8, run_id="r", metadata=str(other))
+
+
+def test_resume_rebuilds_deleted_rendered_images_instead_of_refusing(lb: Loopback, tmp_path: Path) -> None:
+    """FigStep images are rendered deterministically: deleting them between invocations is no change."""
+    sel = Selection(settings=("figstep",), limit=4)
+    first = go(lb, tmp_path, selection=sel, run_id="fs")
+    assert first.counts["ok"] == 4
+    figstep = sorted((tmp_path / "root").rglob("*_fistep.png"))
+    assert figstep
+    for p in figstep:
+        p.unlink()
+    again = go(lb, tmp_path, selection=Selection(settings=("figstep",), limit=6), run_id="fs")
+    assert again.counts["ok"] == 6 and all(p.is_file() for p in figstep)

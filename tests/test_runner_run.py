@@ -226,7 +226,7 @@ def test_balanced_sample_is_deterministic_balanced_and_nested(all_items: list[It
         labels = Counter(i.label for i in a if i.half == half)
         assert abs(labels["safe"] - labels["unsafe"]) <= 1
     cats = Counter(i.category for i in a if i.half == "image")
-    assert len(cats) == 6 and max(cats.values()) - min(cats.values()) <= 1
+    assert len(cats) == 6 and max(cats.values()) - min(cats.values()) <= 2  # one pair
     order = {i.id: k for k, i in enumerate(sendable)}
     assert [order[i.id] for i in a] == sorted(order[i.id] for i in a)  # canonical order kept
     assert balanced_sample(sendable, 40, seed=1) != a

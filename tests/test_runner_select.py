@@ -27,19 +27,15 @@ def _qa_selection(items: list[Item]) -> list[Item]:
 def test_limit_balances_labels_within_each_category_and_keeps_image_pairs(all_items: list[Item]) -> None:
     sample = balanced_sample(_qa_selection(all_items), 300)
     assert len(sample) == 300 and Counter(i.half for i in sample) == {"image": 150, "text": 150}
-    ids = {i.id for i in sample}
     image = [i for i in sample if i.half == "image"]
     per = Counter((i.category, i.label) for i in image)
     for cat in {i.category for i in image}:
-        assert abs(per[(cat, "safe")] - per[(cat, "unsafe")]) <= 1 and per[(cat, "safe")] >= 12
+        assert per[(cat, "safe")] == per[(cat, "unsafe")] >= 12
     assert len({i.category for i in image}) == 6
-    # whole pairs (safe slot j + unsafe slot j of one query), bar at most one open pair per category
-    unpaired = [i for i in image if i.pair[0] not in ids]
-    assert len(unpaired) <= 6 and len({i.category for i in unpaired}) == len(unpaired)
+    # whole pairs (safe slot j + unsafe slot j of one query)
     for i in image:
-        if i.pair[0] in ids:
-            partner = next(j for j in image if j.id == i.pair[0])
-            assert (partner.query_id, partner.slot) == (i.query_id, i.slot) and partner.label != i.label
+        partner = next(j for j in image if j.id == i.pair[0])
+        assert (partner.query_id, partner.slot) == (i.query_id, i.slot) and partner.label != i.label
     # the text half comes as whole queries across the three selected settings
     text = [i for i in sample if i.half == "text"]
     assert set(Counter(i.query_id for i in text).values()) == {3}
@@ -59,8 +55,11 @@ def test_every_prefix_of_the_image_order_is_balanced(all_items: list[Item]) -> N
         balance += 1 if it.label == "safe" else -1
         assert abs(balance) <= 1, k  # labels of the half
         assert abs(per[(it.category, "safe")] - per[(it.category, "unsafe")]) <= 1, k  # labels per category
-        if k >= 6:
-            assert max(cats.values()) - min(cats.values()) <= 1, k  # categories
+        if k >= 12:
+            assert max(cats.values()) - min(cats.values()) <= 2, k  # categories, within one pair
+        if k % 2 == 0:  # every even prefix is whole pairs
+            ids = {i.id for i in order[:k]}
+            assert all(i.pair[0] in ids for i in order[:k]), k
 
 
 def test_sample_is_deterministic_nested_and_seeded(all_items: list[Item]) -> None:
@@ -122,3 +121,31 @@ def test_retry_command_repeats_what_a_resume_must_match() -> None:
     )
     secret = retry_command("openai-compatible/m", "r", base_url="https://u:pw@host/v1")
     assert "pw" not in secret and '--base-url "$BASE_URL"' in secret
+
+
+def _pairs_whole(sample: list[Item]) -> bool:
+    ids = {i.id for i in sample}
+    return all(i.pair[0] in ids for i in sample if i.half == "image")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 10, 11, 25, 40, 41])
+def test_limit_draws_whole_image_pairs_and_gives_an_odd_item_to_text(all_items: list[Item], n: int) -> None:
+    sample = balanced_sample(all_items, n, seed=2)
+    halves = Counter(i.half for i in sample)
+    assert len(sample) == n and _pairs_whole(sample), n
+    assert halves["image"] % 2 == 0 and abs(halves["image"] - halves["text"]) <= 2, halves
+    if n % 2:  # an odd limit extends the even one below it, by one text item
+        smaller = balanced_sample(all_items, n - 1, seed=2) if n > 1 else []
+        assert set(smaller) <= set(sample)
+        assert [i.half for i in sample if i not in smaller] == ["text"]
+    assert set(sample) <= set(balanced_sample(all_items, n + 2, seed=2))  # same parity: nested
+
+
+def test_image_half_odd_limit_rounds_down_to_whole_pairs(all_items: list[Item]) -> None:
+    image = [i for i in all_items if i.half == "image"]
+    seven = balanced_sample(image, 7)
+    assert len(seven) == 6 and _pairs_whole(seven) and set(seven) == set(balanced_sample(image, 6))
+    assert Counter(i.label for i in seven) == {"safe": 3, "unsafe": 3}
+    assert set(seven) <= set(balanced_sample(image, 9))
+    with pytest.raises(VscbenchError, match=r"--limit 1: image items are drawn in whole safe/unsafe pairs"):
+        balanced_sample(image, 1)

@@ -209,3 +209,70 @@ def test_failures_before_judging_store_nothing(
         with pytest.raises(VscbenchError, match="--blocked"):
             score_file(st, good, items, judge="keyword", blocked="maybe")
         assert st.list_runs() == []
+
+
+def test_rubric_judge_without_api_key_stores_nothing(
+    metadata_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vscbench.models.openai_api import KEY_ENV
+
+    for name in KEY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    f = tmp_path / "t.jsonl"
+    f.write_text(line(item_id="tc/000/figstep", response="Sure.") + "\n")
+    store = tmp_path / "s.sqlite"
+    code = main(["score", str(f), "--metadata", str(metadata_dir), "--store", str(store),
+                 "--judge", "rubric:openai/gpt-x", "--run-id", "k"])
+    err = capsys.readouterr().err
+    assert code == 2 and "openai: no API key" in err and "stored run" not in err
+    with Store(store) as st:
+        assert st.list_runs() == []
+
+
+def test_blank_query_items_are_refused(items: list[Item]) -> None:
+    blank = by_id(items)["ic/discrimination/016/safe/0"]
+    assert blank.note is not None  # the official metadata has no query for this row
+    with pytest.raises(VscbenchError) as e:
+        parse_responses(
+            [line(item_id="tc/000/figstep", response="x"), line(item_id=blank.id, response="x")],
+            by_id(items),
+            "t.jsonl",
+        )
+    assert str(e.value) == (
+        "t.jsonl:2: item 'ic/discrimination/016/safe/0' has a blank query in the official metadata "
+        "and is never scored"
+    )
+
+
+@pytest.mark.parametrize(
+    ("run_id", "message"),
+    [
+        ("", "--run-id: empty run id"),
+        ("a/b c", "--run-id: run id 'a/b c' has ' ', '/'"),
+        ("x" * 101, "more than 100"),
+    ],
+)
+def test_bad_run_ids_are_refused(
+    metadata_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], run_id: str, message: str
+) -> None:
+    f = tmp_path / "t.jsonl"
+    f.write_text(line(item_id="tc/000/figstep", response="Sure.") + "\n")
+    store = tmp_path / "s.sqlite"
+    code = main(["score", str(f), "--metadata", str(metadata_dir), "--store", str(store),
+                 "--judge", "keyword", "--run-id", run_id])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    with Store(store) as st:
+        assert st.list_runs() == []
+
+
+def test_check_run_id() -> None:
+    from vscbench.store import check_run_id
+
+    for ok in ("a", "run-1.2_x", "x" * 100):
+        assert check_run_id(ok) == ok
+    for bad in ("", "a b", "a/b", "é", "x" * 101, "a\n"):
+        with pytest.raises(VscbenchError):
+            check_run_id(bad)
+    with pytest.raises(VscbenchError, match="^--run: "):
+        check_run_id("", "--run")

@@ -503,7 +503,7 @@ def _judge_options(a: argparse.Namespace) -> dict[str, Any]:
 def _cmd_judge(a: argparse.Namespace) -> int:
     if not a.run:
         raise VscbenchError("judge: give --run ID (label a stored run), or 'validate' or 'train'")
-    from vscbench.judges.apply import format_run_report, judge_run
+    from vscbench.judges.apply import format_run_report, judge_run, nothing_labelled
     from vscbench.store import Store
 
     with Store(a.store, create=False) as store:
@@ -512,7 +512,10 @@ def _cmd_judge(a: argparse.Namespace) -> int:
         _print_json(rep.to_dict())
     else:
         sys.stdout.write(format_run_report(rep) + "\n")
-    return 0
+    failed = nothing_labelled(rep)
+    for line in failed:
+        sys.stderr.write(f"vscbench: {line}\n")
+    return 1 if failed else 0
 
 
 def _cmd_judge_validate(a: argparse.Namespace) -> int:

@@ -119,6 +119,27 @@ def _check_is_store(path: Path) -> None:
         )
 
 
+#: Longest run id accepted by :func:`check_run_id`.
+MAX_RUN_ID_CHARS = 100
+_RUN_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def check_run_id(run_id: str, flag: str = "--run-id") -> str:
+    """Return ``run_id`` if it is a usable run id, else raise one line naming ``flag``.
+
+    Valid: 1 to :data:`MAX_RUN_ID_CHARS` characters, each an ASCII letter, digit, ``.``, ``_`` or ``-``
+    (ids become parts of file names and shell commands in hints)."""
+    if not run_id:
+        raise VscbenchError(f"{flag}: empty run id (use letters, digits, '.', '_' or '-')")
+    if len(run_id) > MAX_RUN_ID_CHARS:
+        raise VscbenchError(f"{flag}: run id is {len(run_id)} characters, more than {MAX_RUN_ID_CHARS}")
+    bad = sorted({c for c in run_id if c not in _RUN_ID_CHARS})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise VscbenchError(f"{flag}: run id {run_id!r} has {shown}; use only letters, digits, '.', '_' or '-'")
+    return run_id
+
+
 @dataclass(frozen=True)
 class RunInfo:
     run_id: str

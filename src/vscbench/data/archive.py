@@ -8,6 +8,8 @@ Invariants (checked on every member before anything is written, and again while 
 * at most :attr:`Limits.max_files` members, :attr:`Limits.max_file_bytes` per file and
   :attr:`Limits.max_total_bytes` in all, counted on the bytes actually written (a member that lies about its
   size is stopped when it passes the limit);
+* every file under a release image folder must start like an image (PNG, JPEG, GIF, WebP, BMP), checked
+  in the staging folder before anything is installed;
 * extraction goes to a staging folder inside the root; only the release folders and the two metadata files
   are moved into place, and the staging folder is removed whatever happens. A refused archive leaves the
   root as it was.
@@ -188,6 +190,8 @@ def _copy_limited(
 
 @contextmanager
 def _open_archive(archive: Path) -> Iterator[tuple[str, zipfile.ZipFile | tarfile.TarFile]]:
+    if archive.is_dir():
+        raise ArchiveError(f"{archive}: is a directory, not an archive (give the release's .zip or .tar file)")
     if not archive.is_file():
         raise ArchiveError(f"{archive}: archive not found")
     try:
@@ -254,6 +258,28 @@ def _find_release_base(staging: Path, depth: int = 3) -> Path | None:
     return None
 
 
+_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
+
+
+def _check_images(archive: Path, staging: Path, base: Path) -> None:
+    """Refuse the archive if a file named as an image under a release image folder is not an image (by its
+    first bytes). A WebP named ``.png`` passes here; ``data verify`` reports that mismatch."""
+    from vscbench.data.images import sniff_mime
+
+    for d in _RELEASE_DIRS:
+        src_dir = base / d
+        if not src_dir.is_dir():
+            continue
+        for f in sorted(src_dir.rglob("*")):
+            # files named as images must be images; other files (.DS_Store, notes) are not used by any item
+            if f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES and sniff_mime(f) is None:
+                member = f.relative_to(staging).as_posix()
+                raise ArchiveError(
+                    f"{archive}: member {member!r} is not an image (PNG, JPEG, GIF, WebP or BMP); "
+                    "nothing imported"
+                )
+
+
 def import_archive(archive: Path, root: Path, limits: Limits = Limits()) -> ImportSummary:
     """Extract a release archive safely and move its image folders (and pinned metadata) under ``root``.
 
@@ -273,6 +299,7 @@ def import_archive(archive: Path, root: Path, limits: Limits = Limits()) -> Impo
             raise ArchiveError(
                 f"{archive}: holds neither {IMAGE_CENTRIC_DIR}/ nor {TEXT_CENTRIC_DIR}/ (not a VSCBench release)"
             )
+        _check_images(archive, staging, base)  # every image checked before any is installed
         for d in _RELEASE_DIRS:
             src_dir = base / d
             if not src_dir.is_dir():

@@ -38,6 +38,14 @@ class JudgeResult:
     counts: dict[str, int]
     #: Items of the run with no response yet (never answered): nothing to judge.
     pending: int = 0
+    #: Of the ``judged`` items (judged this call), how many came out UNJUDGED, and the most common reason.
+    unjudged_now: int = 0
+    unjudged_reason: str | None = None
+
+    @property
+    def labelled_nothing(self) -> bool:
+        """True when the judge judged items this call and every one came out UNJUDGED."""
+        return self.judged > 0 and self.unjudged_now == self.judged
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +55,8 @@ class JudgeResult:
             "skipped": self.skipped,
             "pending": self.pending,
             "counts": self.counts,
+            "unjudged_now": self.unjudged_now,
+            "unjudged_reason": self.unjudged_reason,
         }
 
 
@@ -141,6 +151,7 @@ def label_one_judge(
     have = store.labels(run_id, judge.id)
     todo = [c for c in cases if force or c.item_id not in have or not have[c.item_id].label.judged]
     buffer: list[tuple[str, Label, dict[str, Any]]] = []
+    reasons: Counter[str] = Counter()
 
     def flush() -> None:
         if buffer:
@@ -149,6 +160,8 @@ def label_one_judge(
 
     def on_verdict(case: Case, v: Verdict) -> None:
         buffer.append((case.item_id, v.label, v.detail))
+        if v.label is Label.UNJUDGED:
+            reasons[str(v.detail.get("error") or "no reason given")] += 1
         if len(buffer) >= COMMIT_EVERY:
             flush()
 
@@ -166,6 +179,8 @@ def label_one_judge(
         cached=len(cases) - len(todo),
         skipped={},
         counts={lab.value: counts.get(lab.value, 0) for lab in Label},
+        unjudged_now=sum(reasons.values()),
+        unjudged_reason=reasons.most_common(1)[0][0] if reasons else None,
     )
 
 
@@ -237,6 +252,16 @@ def judge_run(
     return JudgeRunReport(run_id, results, pairs)
 
 
+def nothing_labelled(rep: JudgeRunReport) -> list[str]:
+    """One line per judge that judged items this call and labelled none of them (all UNJUDGED)."""
+    return [
+        f"judge {r.judge_id} labelled none of the {r.judged} item(s) it judged (all UNJUDGED; most common "
+        f"reason: {r.unjudged_reason})"
+        for r in rep.results
+        if r.labelled_nothing
+    ]
+
+
 def format_run_report(rep: JudgeRunReport) -> str:
     """Per-judge counts; then kappa per pair and the items they disagree on most."""
     lines = [f"run {rep.run_id}"]
@@ -247,6 +272,11 @@ def format_run_report(rep: JudgeRunReport) -> str:
             line += f"; pending {r.pending} (never answered: resume the run, then judge again)"
         lines.append(line)
         lines.append("  " + "  ".join(f"{k} {v}" for k, v in r.counts.items()))
+        if r.unjudged_now:
+            lines.append(
+                f"  {r.unjudged_now} of {r.judged} judged now came out UNJUDGED (most common reason: "
+                f"{r.unjudged_reason}); judge again to retry them"
+            )
     for p in rep.pairs:
         kappa = kappa_text(p.kappa, p.n)
         lines.append(

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from vscbench.judges.base import Case, OnVerdict, Verdict
-from vscbench.models.base import parse_model_spec
 from vscbench.types import GenConfig, Label, Request, Response, Status, Turn
 
 #: Longer responses are cut in the middle (the judge sees the opening and the end).
@@ -130,7 +129,11 @@ class RubricJudge:
         api_key: str | None = None,
         timeout_s: float = 120.0,
     ) -> None:
-        parse_model_spec(spec)  # a bad spec is a user error now, not after the first call
+        from vscbench.models.factory import check_spec
+
+        # a bad spec, a missing --base-url or a missing API key is a user error now, before any run is
+        # stored or any item judged, not after the first call
+        check_spec(spec, base_url=base_url, api_key=api_key)
         self.spec = spec
         self.base_url = base_url
         self.sees_image = sees_image

@@ -41,11 +41,20 @@ _HUB_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; anything else is passed to torch as is."""
-    if device != "auto":
-        return device
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; anything else is passed to torch as is.
+
+    An explicit ``cuda`` (or ``cuda:N``) on a machine where torch sees no GPU is a :class:`VscbenchError`
+    (one line, raised before any model is loaded) rather than torch's assertion deep inside ``model.to``.
+    """
     torch = require("torch", "hf")
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        why = "built without CUDA" if torch.version.cuda is None else "no GPU visible"
+        raise VscbenchError(
+            f"--device {device}: CUDA is not available on this machine (torch {torch.__version__}, {why})"
+        )
+    return device
 
 
 def resolve_dtype(dtype: str | None, device: str) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from vscbench import __version__
 from vscbench.errors import VscbenchError
-from vscbench.store import Store
+from vscbench.store import Store, check_run_id
 from vscbench.types import Item, Response, Status
 
 SCORED_KIND = "scored"
@@ -53,6 +53,10 @@ def parse_responses(lines: Sequence[str], items: Mapping[str, Item], source: str
             raise VscbenchError(f"{where}: 'response' must be a string")
         if iid not in items:
             raise VscbenchError(f"{where}: unknown item id '{iid}' (see 'vscbench data items')")
+        if items[iid].note is not None or not items[iid].query.strip():
+            raise VscbenchError(
+                f"{where}: item '{iid}' has a blank query in the official metadata and is never scored"
+            )
         if iid in first_line:
             raise VscbenchError(f"{where}: duplicate item id '{iid}' (first given on line {first_line[iid]})")
         first_line[iid] = no
@@ -105,7 +109,9 @@ def store_scored_run(
 ) -> str:
     """Validate the file, then store its responses as a new run of kind ``scored``; returns the run id.
 
-    Raises before writing anything when the file is invalid or the run id is taken."""
+    Raises before writing anything when the file is invalid or the run id is bad or taken."""
+    if run_id is not None:
+        check_run_id(run_id)
     responses, sha = read_responses(path, items)
     return _store_responses(store, path, items, responses, sha, run_id=run_id, model=model)
 
@@ -121,7 +127,7 @@ def _store_responses(
     model: str | None,
 ) -> str:
     by_id = {i.id: i for i in items}
-    rid = run_id or f"scored-{time.strftime('%Y%m%d-%H%M%S')}-{sha[:6]}"
+    rid = run_id if run_id is not None else f"scored-{time.strftime('%Y%m%d-%H%M%S')}-{sha[:6]}"
     if store.has_run(rid):
         raise VscbenchError(f"run '{rid}' already exists in {store.path}: choose another --run-id")
     manifest = {
@@ -184,6 +190,8 @@ def score_file(
     from vscbench.metrics import check_policy
     from vscbench.report.build import build_report
 
+    if run_id is not None:
+        check_run_id(run_id)  # '' is an error, not "generate one"
     try:
         check_policy(blocked)
     except ValueError as exc:

@@ -28,6 +28,7 @@ import math
 import re
 import secrets
 import shlex
+import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -45,7 +46,7 @@ from vscbench.hashing import sha256_file
 from vscbench.models.base import Provider, parse_model_spec
 from vscbench.runner.core import ExecStats, Limits, RetryPolicy, execute
 from vscbench.runner.select import Selection, balanced_sample, check_selection, filter_by_ids, read_item_ids
-from vscbench.store import Store
+from vscbench.store import Store, check_run_id
 from vscbench.types import GenConfig, Item, Request, Response, Status
 
 RUN_KIND = "generation"
@@ -265,6 +266,29 @@ def _check_calibrations(run_id: str, stored: Mapping[str, Any], cals: Sequence[C
                 )
 
 
+def unsent_sampling(describe: Mapping[str, Any], config: GenConfig) -> dict[str, float]:
+    """The sampling parameters of ``config`` that the provider will not send (its ``describe()`` says
+    ``sampling_params_sent: False``, e.g. an Anthropic SDK whose API version rejects them): the API's own
+    defaults apply instead. Empty when the provider sends them (or does not say)."""
+    if describe.get("sampling_params_sent") is not False:
+        return {}
+    out = {"temperature": config.temperature}
+    if config.top_p is not None:
+        out["top_p"] = config.top_p
+    return out
+
+
+def warn_unsent_sampling(model: str, unsent: Mapping[str, float]) -> None:
+    """One stderr line when the user asked for a non-default temperature/top-p that will not be sent."""
+    asked = {k: v for k, v in unsent.items() if k != "temperature" or v != GenConfig().temperature}
+    if asked:
+        flags = ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in asked.items())
+        sys.stderr.write(
+            f"vscbench: warning: {model}: {flags} not sent (the installed SDK cannot send sampling "
+            "parameters; the API default applies; recorded in the manifest as sampling_not_sent)\n"
+        )
+
+
 def _check_base_url(run_id: str, stored: Mapping[str, Any], describe: Mapping[str, Any]) -> None:
     """A resumed run must talk to the same endpoint (compared by host, the part the manifest keeps)."""
     if "base_url_host" not in stored:
@@ -275,6 +299,36 @@ def _check_base_url(run_id: str, stored: Mapping[str, Any], describe: Mapping[st
             f"run '{run_id}' was made against {old or 'no base URL'}, this command would send to "
             f"{new or 'no base URL'}: pass the run's --base-url to resume it, or use a new --run-id"
         )
+
+
+def _check_dataset(run_id: str, stored: Mapping[str, Any], paths: DataPaths, have: Sequence[Item]) -> None:
+    """The run's already-stored items must still see the data they started with.
+
+    The stored ``dataset`` fingerprint was computed, at the end of the last invocation's setup, over exactly
+    the run's items as stored now (``have``); recomputing it over them (with this command's metadata) must
+    give the same hashes, else an image was overwritten or the metadata/--root changed. Items a resume adds
+    are not part of the comparison. Runs without a stored fingerprint are not checked.
+    """
+    old = stored.get("dataset")
+    if not isinstance(old, Mapping):
+        return
+    new = dataset_fingerprint(paths, have)
+    if old.get("metadata_sha256") != new["metadata_sha256"]:
+        what = f"metadata sha256 {_digests(old.get('metadata_sha256'))} then, {_digests(new['metadata_sha256'])} now"
+    elif old.get("images_sha256") != new["images_sha256"]:
+        what = f"image hash {str(old.get('images_sha256'))[:12]}… then, {new['images_sha256'][:12]}… now"
+    else:
+        return
+    raise VscbenchError(
+        f"run '{run_id}': images or metadata changed since it started ({what}): use a new --run-id"
+    )
+
+
+def _digests(meta: Any) -> str:
+    """``name:abcd1234,...`` for a ``metadata_sha256`` mapping (short, for an error line)."""
+    if not isinstance(meta, Mapping) or not meta:
+        return "none"
+    return ",".join(f"{k}:{str(v)[:8]}" for k, v in sorted(meta.items()))
 
 
 def _check_resume(run_id: str, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
@@ -436,6 +490,8 @@ def run_generation(
     """
     check_options(config, limits, policy, batch_size)
     check_selection(selection)
+    if run_id is not None:
+        check_run_id(run_id)
     if provider is None:
         from vscbench.models.factory import check_spec
 
@@ -466,7 +522,13 @@ def run_generation(
             cal.prepare(plan.all_items)
         if plan.resumed:
             _check_calibrations(plan.run_id, plan.stored, cals)
-        _ensure_images(paths, plan.items)
+            have = st.run_items(plan.run_id)
+            # rendered images are deterministic: rebuild any deleted ones first, so only real changes refuse
+            wanted_ids = {i.id for i in have}
+            _ensure_images(paths, [*have, *(i for i in plan.items if i.id not in wanted_ids)])
+            _check_dataset(plan.run_id, plan.stored, paths, have)
+        else:
+            _ensure_images(paths, plan.items)
         own_provider = provider is None
         if provider is None:
             provider = open_provider(
@@ -574,6 +636,8 @@ async def _run(
     if batch > limits.concurrency:
         limits = replace(limits, concurrency=batch)
     describe = dict(provider.describe())
+    unsent = unsent_sampling(describe, config)
+    warn_unsent_sampling(wanted["model"], unsent)
     all_items = plan.all_items
     ids = {it.id for it in all_items}
     answered = store.completed_item_ids(run_id, include_errors=False) & ids if plan.resumed else set()
@@ -611,6 +675,7 @@ async def _run(
         "selection": selection.to_dict(),
         "base_url_host": describe.get("base_url_host"),
         "provider_info": describe,
+        "sampling_not_sent": unsent,
         "limits": {"concurrency": limits.concurrency, "rpm": limits.rpm, "tpm": limits.tpm},
         "retry_policy": {
             "max_attempts": policy.max_attempts,
@@ -625,6 +690,7 @@ async def _run(
         "excluded_items": plan.excluded,
         "calibrations": [{"spec": c.spec, "manifest": c.manifest()} for c in cals],
         "dataset": dataset_fingerprint(paths, all_items),
+        "sampling_not_sent": unsent,
         "started_at": manifest.get("started_at", started),
         "finished_at": None,
         "invocations": [*manifest.get("invocations", []), invocation],

@@ -119,10 +119,10 @@ def _shuffled(rng: random.Random, xs: list[_T]) -> list[_T]:
 
 
 class _ImageHalf:
-    """The image half's draw order: categories kept even, each handing out whole pairs (safe slot j and
-    unsafe slot j of one query) one item at a time, the first item of each new pair taking the label the
-    half is short of. So category counts differ by at most one, each category is one item off a whole
-    number of pairs (its labels differ by at most one), and the half's labels differ by at most one."""
+    """The image half's draw order, in whole pairs (safe slot j and unsafe slot j of one query): the next pair
+    comes from the category with the fewest items so far (ties by a seeded order), so category counts differ
+    by at most one pair and every category (and the half) is label balanced after each pair. Within a pair
+    the label the half is short of comes first (only an item without its partner can unbalance it)."""
 
     def __init__(self, items: Sequence[Item], rng: random.Random) -> None:
         units: dict[str, dict[tuple[str, int | str], list[Item]]] = {}
@@ -134,35 +134,21 @@ class _ImageHalf:
             for g, u in sorted(units.items())
         }
         self.rank = {g: r for r, g in enumerate(_shuffled(rng, sorted(self.queues)))}
-        self.open: dict[str, list[Item]] = {g: [] for g in self.queues}
         self.count: Counter[str] = Counter()
         self.balance = 0  # safe minus unsafe so far
 
-    def _peek(self, g: str) -> Item:
-        if self.open[g]:
-            return self.open[g][0]
-        unit = self.queues[g][0]
-        if self.balance != 0 and len({i.label for i in unit}) > 1:
-            short = "unsafe" if self.balance > 0 else "safe"
-            return next(i for i in unit if i.label == short)
-        return unit[0]
-
-    def _cost(self, g: str) -> tuple[int, int, int]:
-        step = 1 if self._peek(g).label == "safe" else -1
-        return (self.count[g], abs(self.balance + step), self.rank[g])
-
     def __bool__(self) -> bool:
-        return any(self.open.values()) or any(self.queues.values())
+        return any(self.queues.values())
 
-    def pop(self) -> Item:
-        g = min((g for g in self.queues if self.open[g] or self.queues[g]), key=self._cost)
-        it = self._peek(g)
-        if not self.open[g]:
-            self.open[g] = self.queues[g].pop(0)
-        self.open[g].remove(it)
-        self.count[g] += 1
-        self.balance += 1 if it.label == "safe" else -1
-        return it
+    def pop_unit(self) -> list[Item]:
+        """The next whole pair (or lone item), short label first."""
+        g = min((g for g in self.queues if self.queues[g]), key=lambda g: (self.count[g], self.rank[g]))
+        unit = self.queues[g].pop(0)
+        if self.balance > 0:
+            unit = sorted(unit, key=lambda i: (i.label != "unsafe", i.id))
+        self.count[g] += len(unit)
+        self.balance += sum(1 if i.label == "safe" else -1 for i in unit)
+        return unit
 
 
 class _TextHalf:
@@ -199,46 +185,71 @@ class _TextHalf:
         return it
 
 
-def sample_order(items: Sequence[Item], seed: int = 0) -> list[Item]:
-    """Every item of ``items`` in the order a ``--limit`` sample takes them (deterministic in ``seed``).
-
-    The halves alternate (the one with fewer items so far goes next, ties by a seeded order); within a half
-    see :class:`_ImageHalf` and :class:`_TextHalf`. Every prefix is therefore balanced over halves, labels
-    within each category/type, and categories/types, with image items in whole pairs and text items in
-    whole queries (bar the last one opened).
-    """
+def _chunks(items: Sequence[Item], seed: int) -> list[list[Item]]:
+    """The sample order as chunks: an image pair (a lone image item when its partner is not selected) or two
+    consecutive items of the text order. The halves alternate, the one with fewer items so far next (ties by
+    a seeded order), so halves differ by at most one chunk in every prefix."""
     rng = random.Random(f"vscbench-sample-{seed}")
     ordered = sorted(items, key=lambda i: i.id)
-    halves: dict[str, _ImageHalf | _TextHalf] = {}
     image = [i for i in ordered if i.half == "image"]
     text = [i for i in ordered if i.half != "image"]
-    if image:
-        halves["image"] = _ImageHalf(image, rng)
-    if text:
-        halves["text"] = _TextHalf(text, rng)
-    rank = {h: r for r, h in enumerate(_shuffled(rng, sorted(halves)))}
+    img = _ImageHalf(image, rng) if image else None
+    txt = _TextHalf(text, rng) if text else None
+    rank = {
+        h: r for r, h in enumerate(_shuffled(rng, sorted(h for h, d in (("image", img), ("text", txt)) if d)))
+    }
     count: Counter[str] = Counter()
-    out: list[Item] = []
+    out: list[list[Item]] = []
     while True:
-        live = [h for h, d in halves.items() if d]
+        live = [h for h, d in (("image", img), ("text", txt)) if d]
         if not live:
             return out
         h = min(live, key=lambda h: (count[h], rank[h]))
-        out.append(halves[h].pop())
-        count[h] += 1
+        if h == "image" and img is not None:
+            chunk = img.pop_unit()
+        else:
+            assert txt is not None
+            chunk = [txt.pop()]
+            if txt:
+                chunk.append(txt.pop())
+        out.append(chunk)
+        count[h] += len(chunk)
+
+
+def sample_order(items: Sequence[Item], seed: int = 0) -> list[Item]:
+    """Every item of ``items`` in the order a ``--limit`` sample takes them (deterministic in ``seed``).
+
+    The halves alternate in chunks of two items (see :func:`_chunks`); within a half see :class:`_ImageHalf`
+    and :class:`_TextHalf`. Every even prefix is therefore balanced over halves, labels within each
+    category/type, and categories/types, with image items in whole pairs and text items in whole queries
+    (bar the last one opened).
+    """
+    return [it for chunk in _chunks(items, seed) for it in chunk]
 
 
 def balanced_sample(items: Sequence[Item], n: int, seed: int = 0) -> list[Item]:
-    """The first ``n`` items of :func:`sample_order`, in canonical (``items``) order.
+    """About the first ``n`` items of :func:`sample_order`, in canonical (``items``) order.
 
     Balanced over halves, labels within each category/XSTest type, and categories/types (count differences
-    of at most one wherever the data allows); the image half comes in whole pairs and the text half in whole
-    queries across the selected settings, bar at most one open pair per category and one open query. A
-    larger ``n`` extends a smaller one (same ``seed``), so resuming a run with a larger ``--limit`` only adds.
+    of at most one pair wherever the data allows). The image half always comes in whole pairs (safe slot j +
+    unsafe slot j of one query) and the text half in whole queries across the selected settings, bar one
+    open query. The sample takes whole chunks while they fit; an odd ``n`` gives its last item to the text
+    half, and with no text item left (``--half image``) an odd ``n`` rounds down to whole pairs. A larger
+    ``n`` extends a smaller one of the same parity, and an odd ``n`` extends ``n - 1`` (same ``seed``), so
+    resuming a run with a larger even ``--limit`` only adds.
     """
     if n < 1:
         raise VscbenchError(f"--limit {n}: must be at least 1")
     if n >= len(items):
         return list(items)
-    picked = {it.id for it in sample_order(items, seed)[:n]}
+    chunks = _chunks(items, seed)
+    picked: set[str] = set()
+    k = 0
+    while k < len(chunks) and len(picked) + len(chunks[k]) <= n:
+        picked.update(i.id for i in chunks[k])
+        k += 1
+    rest = [i for chunk in chunks[k:] for i in chunk if i.half != "image"]
+    picked.update(i.id for i in rest[: n - len(picked)])
+    if not picked:
+        raise VscbenchError(f"--limit {n}: image items are drawn in whole safe/unsafe pairs; use at least 2")
     return [it for it in items if it.id in picked]

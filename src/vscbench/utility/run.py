@@ -33,7 +33,7 @@ from vscbench.errors import VscbenchError
 from vscbench.models.base import Provider, parse_model_spec
 from vscbench.runner.core import ExecStats, Limits, RetryPolicy, execute
 from vscbench.runner.run import aclose_quietly, execute_to_store, open_provider
-from vscbench.store import Store
+from vscbench.store import Store, check_run_id
 from vscbench.types import GenConfig, Request, Response, Status
 from vscbench.utility.dataset import (
     UtilityExample,
@@ -133,6 +133,8 @@ def run_utility(
     ``provider``/``grader_provider`` replace the ones the specs name (tests, embedding); they are then not
     closed here. ``limit`` keeps the first N examples of the file.
     """
+    if run_id is not None:
+        check_run_id(run_id)
     provider_name, _ = parse_model_spec(model)
     grader_model = parse_grader(grader)
     if limit is not None and limit < 1:
