@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from loopback import Loopback
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VSCBENCH_SHARED", REPO.parent / "shared")).resolve()
@@ -30,3 +33,17 @@ def metadata_dir() -> Path:
     if not (METADATA / "vscbench_image_centric.xlsx").is_file():
         pytest.fail(f"shared data not found at {METADATA}")
     return METADATA
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Loopback]:
+    """One loopback server (OpenAI, Anthropic, Gemini APIs) per test module; a module may override it."""
+    with Loopback() as lb:
+        yield lb
+
+
+@pytest.fixture
+def lb(server: Loopback) -> Iterator[Loopback]:
+    """The module's loopback server, cleaned for this test."""
+    server.clean()
+    yield server

@@ -210,6 +210,13 @@ class Loopback:
             self.counts.clear()
             self.total = 0
 
+    def clean(self) -> None:
+        """Back to a fresh server between tests: no calls, no script, no callback, no latency."""
+        self.reset()
+        self.script.clear()
+        self.respond = None
+        self.latency = 0.0
+
     # -- HTTP ---------------------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)

@@ -26,16 +26,9 @@ ANTHROPIC_KEY = "sk-ant-test-key-0001"
 GEMINI_KEY = "gemini-test-key-0002"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Loopback]:
-    with Loopback() as lb:
-        yield lb
-
-
 @pytest.fixture
 def lb(server: Loopback, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loopback]:
-    server.reset()
-    server.script.clear()
+    server.clean()
     monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
     monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,6 @@ MOSS = SHARED_DATA / "images" / "mossbench-sample"
 WEBP_NAMED_PNG = MOSS / "benign_131.png"  # a WebP file with a .png name
 REAL_PNG = MOSS / "benign_132.png"
 POLICY = RetryPolicy(max_attempts=3, base_delay=0.005, max_delay=0.05, timeout_s=1.0)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Loopback]:
-    with Loopback() as lb:
-        yield lb
-
-
-@pytest.fixture
-def lb(server: Loopback) -> Iterator[Loopback]:
-    server.reset()
-    server.script.clear()
-    server.respond = None
-    server.latency = 0.0
-    yield server
 
 
 def ask(

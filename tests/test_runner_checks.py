@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +25,6 @@ from vscbench.types import GenConfig, Item, Request
 
 FAST = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.01, timeout_s=5.0)
 BLANK = "blank query"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Loopback]:
-    with Loopback() as lb:
-        yield lb
-
-
-@pytest.fixture
-def lb(server: Loopback) -> Iterator[Loopback]:
-    server.reset()
-    server.script.clear()
-    server.respond = None
-    yield server
 
 
 def go(lb: Loopback, tmp_path: Path, **kw: Any) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,20 +25,6 @@ from vscbench.store import Store
 from vscbench.types import GenConfig, Item, Request, Status
 
 FAST = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.01, timeout_s=5.0)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Loopback]:
-    with Loopback() as lb:
-        yield lb
-
-
-@pytest.fixture
-def lb(server: Loopback) -> Iterator[Loopback]:
-    server.reset()
-    server.script.clear()
-    server.respond = None
-    yield server
 
 
 @pytest.fixture(scope="module")
