@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import JUDGE_DEV
@@ -123,14 +124,35 @@ def test_bad_head_files_are_user_errors(tmp_path: Path) -> None:
         LocalJudge(tmp_path / "old.json")
 
 
-@pytest.mark.slow
-def test_train_rebuilds_the_shipped_head_bit_for_bit(tmp_path: Path) -> None:
-    """The one slow test (~30 s): `vscbench judge train` from the judge-dev sets gives the shipped bytes."""
-    from vscbench.cli import main
+# Across CPUs, torch picks other kernels (AVX-512 on one, AVX2 or none on another): the embeddings then
+# differ by ~1e-7 before rounding, and a few head weights by up to ~1e-5 after fitting. Measured: max |dw|
+# 7e-6 (AVX2 vs the shipped head), 8e-6 under ATEN_CPU_CAPABILITY=default. What must hold on every CPU is
+# what a user sees: the same label for every training response, and weights within WEIGHT_TOLERANCE.
+WEIGHT_TOLERANCE = 1e-4
 
-    out = tmp_path / "head.json"
-    assert main(["judge", "train", "--data", str(JUDGE_DEV), "--out", str(out)]) == 0
-    assert out.read_bytes() == default_head_path().read_bytes()
+
+@pytest.mark.slow
+def test_train_rebuilds_the_shipped_head_on_any_cpu(tmp_path: Path) -> None:
+    """The one slow test (~35 s): `judge train` gives the shipped head up to a stated tolerance, same labels."""
+    from vscbench.judges.local import Head
+    from vscbench.judges.train import (
+        _predict_local,
+        _sources,
+        fit_heads,
+        head_document,
+        load_training_rows,
+        training_features,
+    )
+
+    rows = load_training_rows(JUDGE_DEV)
+    x = training_features(rows)
+    w, b = fit_heads(x, [r.label for r in rows])
+    (tmp_path / "head.json").write_bytes(head_document(w, b, rows, _sources(JUDGE_DEV)))
+    new, shipped = Head.load(tmp_path / "head.json"), Head.load()
+    assert new.meta == shipped.meta  # same data, features, embedding settings and row counts
+    assert np.abs(new.weights - shipped.weights).max() <= WEIGHT_TOLERANCE
+    assert np.abs(new.bias - shipped.bias).max() <= WEIGHT_TOLERANCE
+    assert _predict_local(new, rows, x) == _predict_local(shipped, rows, x)
 
 
 # -- where `judge train` finds the judge-dev folder ----------------------------------------------
