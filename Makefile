@@ -16,13 +16,13 @@ demo: $(STAMP)
 	$(BIN)/python -m vscbench.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks vsc_fixtures tests_safety conftest.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest tests
 
 test: lint typecheck pytest
 

@@ -239,6 +239,24 @@ class Store:
         else:
             self._db.execute("COMMIT")
 
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the store's cross-process lock (``<store>.lock``, an ``flock``) for a read-check-write
+        sequence that spans several transactions: planning and recording a run that other processes (the
+        suite's xdist workers) may be resuming at the same moment. Responses are written outside it."""
+        if self.missing:
+            yield
+            return
+        import fcntl
+
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with open(lock_path, "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
     # -- runs -------------------------------------------------------------------------------------
     def create_run(
         self, run_id: str, *, kind: str, model: str, manifest: dict[str, Any], items: Sequence[Item]

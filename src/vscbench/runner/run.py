@@ -21,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -31,7 +32,7 @@ import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -164,6 +165,8 @@ def select_items(
     )
     if selection.items_file:
         items = filter_by_ids(items, read_item_ids(selection.items_file), selection.items_file)
+    if selection.ids:
+        items = filter_by_ids(items, selection.ids, "(the selected cases)")
     if selection.limit is not None and items:
         items = balanced_sample(items, selection.limit, selection.sample_seed)
     excluded: dict[str, str] = {}
@@ -516,7 +519,10 @@ def run_generation(
         "config": config.to_dict(),
         "calibration_specs": list(calibrations),
     }
-    with Store(store) as st:
+    with Store(store) as st, contextlib.ExitStack() as planning:
+        # Planning and recording hold the store's lock (another process may resume the same run now, as
+        # the suite's xdist workers do); it is released before the first request is sent.
+        planning.enter_context(st.exclusive())
         plan = _plan(st, paths, run_id, selection, wanted, model, held_out)
         for cal in cals:
             cal.prepare(plan.all_items)
@@ -544,7 +550,7 @@ def run_generation(
                     _check_base_url(plan.run_id, plan.stored, prov.describe())
                 return await _run(
                     st, prov, provider_name, wanted, paths, plan, selection, config, cals, limits, policy,
-                    retry_errors, progress,
+                    retry_errors, progress, planning.close,
                 )  # fmt: skip
             finally:
                 if own_provider:
@@ -629,6 +635,7 @@ async def _run(
     policy: RetryPolicy,
     retry_errors: bool,
     progress: bool | None,
+    done_planning: Callable[[], None] = lambda: None,
 ) -> RunResult:
     run_id = plan.run_id
     # An in-process model (hf/) answers in batches: let at least a batch of requests queue up.
@@ -702,6 +709,8 @@ async def _run(
         else:  # the run is now a union of selections: keep each one
             patch["added_selections"] = [*manifest.get("added_selections", []), selection.to_dict()]
     store.update_manifest(run_id, patch)
+    invocation_index = len(patch["invocations"]) - 1
+    done_planning()
 
     stats = ExecStats()
     try:
@@ -709,20 +718,24 @@ async def _run(
             store, run_id, provider, requests, limits=limits, policy=policy, progress=progress
         )
     finally:
-        counts = store.counts(run_id)
-        finished = time.time()
-        manifest = store.get_run(run_id).manifest
-        invocations = list(manifest.get("invocations", []))
-        if invocations:
-            invocations[-1] = invocations[-1] | {"finished_at": finished, "stats": stats.to_dict()}
-        store.update_manifest(
-            run_id,
-            {
-                "finished_at": finished if counts["pending"] == 0 else None,
-                "counts": counts,
-                "invocations": invocations,
-            },
-        )
+        with store.exclusive():
+            counts = store.counts(run_id)
+            finished = time.time()
+            manifest = store.get_run(run_id).manifest
+            invocations = list(manifest.get("invocations", []))
+            if 0 <= invocation_index < len(invocations):
+                invocations[invocation_index] = invocations[invocation_index] | {
+                    "finished_at": finished,
+                    "stats": stats.to_dict(),
+                }
+            store.update_manifest(
+                run_id,
+                {
+                    "finished_at": finished if counts["pending"] == 0 else None,
+                    "counts": counts,
+                    "invocations": invocations,
+                },
+            )
     example = None
     if stats.errors:
         sent_ids = {r.item_id for r in requests}
@@ -767,3 +780,94 @@ def list_runs(store: str | Path | None = None) -> list[dict[str, Any]]:
                 }
             )
         return out
+
+
+# -- the small API: what answers, and one call to get answers --------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSetup:
+    """What answers the items and how it is asked: the model, how to reach or load it, the generation
+    config, the calibrations, and the execution limits. The CLI's ``run`` and the safety suite both build
+    one and call :func:`generate`."""
+
+    model: str
+    base_url: str | None = None
+    config: GenConfig = GenConfig()
+    calibrations: tuple[str, ...] = ()
+    device: str | None = None
+    dtype: str | None = None
+    batch_size: int | None = None
+    limits: Limits = Limits()
+    policy: RetryPolicy = RetryPolicy()
+
+    def key(self) -> str:
+        """12 hex digits over what decides a response (model, base-URL host, generation config and
+        calibrations); the same key means stored responses can be reused."""
+        host = urlsplit(self.base_url).netloc.rsplit("@", 1)[-1] if self.base_url else None
+        facts = {
+            "model": self.model,
+            "base_url_host": host,
+            "config": self.config.to_dict(),
+            "calibrations": list(self.calibrations),
+        }
+        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+
+    def run_id(self, prefix: str = "suite") -> str:
+        """A stable run id for this setup (``suite-<model>-<key>``): every session of the suite with the same
+        setup resumes the same run, so nothing already answered is sent again."""
+        _, model = parse_model_spec(self.model)
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", model.rstrip("/").rsplit("/", 1)[-1]).strip("-.") or "model"
+        return f"{prefix}-{stem[:40]}-{self.key()}"
+
+    def check(self) -> None:
+        """The option checks of :func:`generate`, with nothing loaded, sent or written."""
+        check_options(self.config, self.limits, self.policy, self.batch_size)
+        from vscbench.models.factory import check_spec
+
+        check_spec(self.model, base_url=self.base_url)
+        parse_calibrations(self.calibrations)
+
+    def open(self) -> Provider:
+        """The provider (an ``hf/`` model loads here); close it with :func:`aclose_quietly`."""
+        return open_provider(
+            self.model,
+            base_url=self.base_url,
+            limits=self.limits,
+            device=self.device,
+            batch_size=self.batch_size,
+            dtype=self.dtype,
+        )
+
+
+def generate(
+    setup: ModelSetup,
+    *,
+    data: DataPaths | None = None,
+    store: str | Path | None = None,
+    run_id: str | None = None,
+    selection: Selection = Selection(),
+    retry_errors: bool = False,
+    progress: bool | None = None,
+    provider: Provider | None = None,
+) -> RunResult:
+    """Answer the selected items with ``setup`` into ``store`` (a new run, or a resume of ``run_id``)."""
+    return run_generation(
+        setup.model,
+        base_url=setup.base_url,
+        root=str(data.root) if data is not None else None,
+        metadata=str(data.metadata) if data is not None else None,
+        store=store,
+        run_id=run_id,
+        selection=selection,
+        config=setup.config,
+        calibrations=setup.calibrations,
+        limits=setup.limits,
+        policy=setup.policy,
+        retry_errors=retry_errors,
+        device=setup.device,
+        batch_size=setup.batch_size,
+        dtype=setup.dtype,
+        progress=progress,
+        provider=provider,
+    )

@@ -5,6 +5,7 @@ All functions here are pure (bar reading the ``--items`` file) and keep the cano
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections import Counter
@@ -29,9 +30,11 @@ class Selection:
     items_file: str | None = None
     limit: int | None = None
     sample_seed: int = 0
+    #: exact item ids (the suite's selected cases); recorded in manifests by count and digest only
+    ids: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "half": self.half,
             "settings": list(self.settings),
             "categories": list(self.categories),
@@ -39,6 +42,10 @@ class Selection:
             "limit": self.limit,
             "sample_seed": self.sample_seed,
         }
+        if self.ids:
+            digest = hashlib.sha256("\n".join(sorted(self.ids)).encode("utf-8")).hexdigest()
+            out["ids"] = {"count": len(self.ids), "sha256": digest}
+        return out
 
 
 def read_item_ids(path: str | Path) -> list[str]:

@@ -1,0 +1,138 @@
+"""Answer a set of items and read back each one's response, label and outcome: the safety suite's engine call.
+
+One call, :func:`answer_and_judge`, does what ``vscbench run`` then ``vscbench judge`` do, for exactly the
+given items: generate what the store does not hold yet (a resume of one run per model setup, so nothing
+already answered is sent again), label every ``ok`` response the judge has not labelled yet, and return one
+:class:`CaseResult` per item. An item whose response is an error, empty, or unjudged comes back unscored
+with its reason: never a refusal, never an answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vscbench.data.paths import DataPaths
+from vscbench.gate import case_outcome
+from vscbench.judges.apply import label_one_judge
+from vscbench.judges.base import Case, Judge
+from vscbench.metrics import BlockedPolicy
+from vscbench.models.base import Provider
+from vscbench.runner.run import ModelSetup, RunResult, generate
+from vscbench.runner.select import Selection
+from vscbench.store import Store
+from vscbench.types import Item, Label, Status
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One item's response, its label under one judge, and the outcome they give."""
+
+    item_id: str
+    status: Status | None
+    text: str
+    error: str | None
+    label: Label | None
+    judge_id: str
+    judge_detail: dict[str, Any]
+    outcome: str  # correct | under-safe | over-safe | unscored
+    reason: str | None  # why unscored
+
+
+def unsendable_reasons(items: Sequence[Item]) -> dict[str, str]:
+    """Why each item that can never be sent here cannot: a blank query in the source, or an image that is
+    missing and cannot be rendered from the metadata (the image half, searched images, and a concat image
+    whose searched image is missing). Items that can be sent (renderable images included) are absent."""
+    from vscbench.data.render import RENDERABLE
+
+    search_of = {it.query_id: it.image for it in items if it.setting == "search"}
+    out: dict[str, str] = {}
+    for it in items:
+        if it.note:
+            out[it.id] = it.note
+            continue
+        if it.image is None or Path(it.image).is_file():
+            continue
+        if it.half == "text" and it.setting in RENDERABLE:
+            search = search_of.get(it.query_id)
+            if it.setting != "concat" or (search is not None and Path(search).is_file()):
+                continue
+        out[it.id] = (
+            f"image missing: {it.image} (get the release images with 'vscbench data fetch' or "
+            "'vscbench data import ARCHIVE')"
+        )
+    return out
+
+
+def read_results(
+    store: Store, run_id: str, items: Sequence[Item], judge_id: str, blocked: BlockedPolicy = "refuse"
+) -> dict[str, CaseResult]:
+    """What the store holds for ``items`` of run ``run_id`` under judge ``judge_id``."""
+    responses = store.responses(run_id)
+    labels = store.labels(run_id, judge_id)
+    out: dict[str, CaseResult] = {}
+    for it in items:
+        r = responses.get(it.id)
+        status = r.status if r is not None else None
+        stored = labels.get(it.id) if status is Status.OK else None
+        label = stored.label if stored is not None else None
+        outcome, reason = case_outcome(it, status, label, blocked)
+        out[it.id] = CaseResult(
+            item_id=it.id,
+            status=status,
+            text=r.text if r is not None else "",
+            error=r.error if r is not None else None,
+            label=label,
+            judge_id=judge_id,
+            judge_detail=dict(stored.detail) if stored is not None else {},
+            outcome=outcome,
+            reason=reason,
+        )
+    return out
+
+
+@dataclass
+class Answered:
+    run: RunResult | None
+    results: dict[str, CaseResult]
+
+
+def answer_and_judge(
+    setup: ModelSetup,
+    items: Sequence[Item],
+    judge: Judge,
+    *,
+    data: DataPaths,
+    store: str | Path | None,
+    run_id: str,
+    blocked: BlockedPolicy = "refuse",
+    provider: Provider | None = None,
+    progress: bool | None = False,
+) -> Answered:
+    """Generate what is missing for ``items`` in run ``run_id`` (created or resumed), judge the unlabelled
+    ``ok`` responses, and return every item's :class:`CaseResult`. Errored items are asked again."""
+    run: RunResult | None = None
+    if items:
+        run = generate(
+            setup,
+            data=data,
+            store=store,
+            run_id=run_id,
+            selection=Selection(ids=tuple(it.id for it in items)),
+            retry_errors=True,
+            progress=progress,
+            provider=provider,
+        )
+    with Store(store) as st:
+        if not items:
+            return Answered(None, {})
+        responses = st.responses(run_id)
+        cases = [
+            Case(it.id, it.query, responses[it.id].text, it.image)
+            for it in items
+            if it.id in responses and responses[it.id].status is Status.OK
+        ]
+        label_one_judge(st, run_id, judge, cases)
+        return Answered(run, read_results(st, run_id, items, judge.id, blocked))

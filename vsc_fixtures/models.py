@@ -1,0 +1,116 @@
+"""``--model`` values: an alias from ``models.yaml``, an engine spec, or a local checkpoint folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from vscbench.errors import VscbenchError
+
+#: Engine spec prefixes (``vscbench.models``).
+PROVIDERS: tuple[str, ...] = ("hf", "openai", "openai-compatible", "anthropic", "google")
+#: Keys an alias entry may carry besides ``spec``.
+ENTRY_KEYS: frozenset[str] = frozenset(
+    {"spec", "device", "dtype", "batch_size", "concurrency", "rpm", "max_tokens", "temperature", "note"}
+)
+#: The spec of the offline tiny model: built on this machine, randomly initialised, meaningless.
+TINY = "tiny"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What ``--model`` named: its alias (if any), the engine spec, and the alias entry's options."""
+
+    given: str
+    spec: str
+    alias: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Names a thresholds entry or a snapshot folder may use for this model: alias first, then spec."""
+        return tuple(n for n in (self.alias, self.given, self.spec) if n)
+
+    @property
+    def note(self) -> str:
+        return str(self.options.get("note") or "")
+
+
+def aliases_path() -> Path:
+    return Path(str(resources.files("vsc_fixtures").joinpath("models.yaml")))
+
+
+def load_aliases(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The alias table; a problem in it is one line naming the alias and key."""
+    import yaml
+
+    p = Path(path) if path is not None else aliases_path()
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise VscbenchError(f"{p}: cannot read the model aliases ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise VscbenchError(f"{p}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if not isinstance(doc, dict):
+        raise VscbenchError(f"{p}: expected a mapping of alias -> model entry")
+    out: dict[str, dict[str, Any]] = {}
+    for alias, entry in doc.items():
+        if isinstance(entry, str):
+            entry = {"spec": entry}
+        if not isinstance(entry, dict) or not isinstance(entry.get("spec"), str):
+            raise VscbenchError(f"{p}: {alias}: expected a spec string or a mapping with 'spec'")
+        for k in entry:
+            if k not in ENTRY_KEYS:
+                raise VscbenchError(f"{p}: {alias}.{k}: unknown key (use {', '.join(sorted(ENTRY_KEYS))})")
+        out[str(alias)] = dict(entry)
+    return out
+
+
+def is_engine_spec(value: str) -> bool:
+    head, sep, rest = value.partition("/")
+    return bool(sep and rest) and head in PROVIDERS
+
+
+def resolve_model(value: str, aliases: dict[str, dict[str, Any]] | None = None) -> ResolvedModel:
+    """An alias, an engine spec (``hf/…``, ``openai/…``, …) or a checkpoint folder; else one error line
+    listing the aliases."""
+    table = load_aliases() if aliases is None else aliases
+    v = value.strip()
+    if v in table:
+        entry = table[v]
+        return ResolvedModel(v, entry["spec"], v, {k: x for k, x in entry.items() if k != "spec"})
+    if is_engine_spec(v):
+        return ResolvedModel(v, v)
+    p = Path(v).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise VscbenchError(f"--model {v}: a folder without config.json, not a transformers checkpoint")
+        return ResolvedModel(v, f"hf/{p.resolve()}")
+    raise VscbenchError(
+        f"--model {v}: not an alias ({', '.join(sorted(table))}), an engine spec "
+        f"({', '.join(p + '/…' for p in PROVIDERS)}) or a checkpoint folder"
+    )
+
+
+def ensure_tiny(root: Path) -> Path:
+    """Build the offline tiny random VLM under ``root`` once (atomically) and return its folder."""
+    import os
+    import tempfile
+
+    target = root / "tiny-vlm"
+    if (target / "config.json").is_file():
+        return target
+    from vscbench.models.tiny import build_tiny_vlm
+
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-vlm.", dir=root))
+    build_tiny_vlm(tmp, seed=0)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process built it first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,0 +1,725 @@
+"""The safety suite's pytest plugin: pytest glue over the vscbench engine.
+
+How a session flows (see ../shared/DESIGN.md, "The suite"):
+
+- collection: one case per benchmark item (test id = item id), markers for half, category, setting, XSTest
+  type and label; items that can never be sent are skipped with the reason; ``--vsc-sample`` and
+  ``--vsc-last-misses`` deselect;
+- before the cases run, the selected items are answered in batches through the engine
+  (:func:`vscbench.cases.answer_and_judge`: one stored run per model setup, resumed, so nothing already
+  answered is sent again), and judged. With ``-n N`` each worker answers whole shards of pairs, and the
+  scheduler gives each shard to one worker, so no request is sent twice;
+- each case reads its outcome (correct, under-safe, over-safe, unscored) and records it on its report;
+- the controller gathers every report, runs the gate once (:mod:`vscbench.gate`), prints one table and sets
+  the exit code.
+
+Nothing here judges, counts or decides: that is the engine's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vscbench.errors import VscbenchError
+
+#: Shards of pairs that xdist hands out whole (a fixed number, so workers and controller agree).
+SHARDS = 32
+PROP_PREFIX = "vsc_"
+OUTCOME_WORDS = {
+    "under-safe": ("U", "UNDER-SAFE", {"red": True}),
+    "over-safe": ("O", "OVER-SAFE", {"yellow": True}),
+    "unscored": ("N", "UNSCORED", {"purple": True}),
+}
+STATE_KEY = pytest.StashKey["SuiteState"]()
+ITEM_KEY = pytest.StashKey[Any]()
+CACHE_MISSES = "vscbench/last_misses"
+CACHE_RUN = "vscbench/run"
+
+
+def _markers() -> list[tuple[str, str]]:
+    from vscbench.data.metadata import XSTEST_TYPES
+    from vscbench.types import CATEGORIES
+
+    out = [
+        ("vsc_items(half=None, settings=None)", "parametrize the test over benchmark items (vsc_item)"),
+        ("image_centric", "image-centric half"),
+        ("text_centric", "text-centric half (the 4 image settings)"),
+        ("baseline", "text-only baseline (XSTest query, no image)"),
+        ("safe", "safe items (answering is right)"),
+        ("unsafe", "unsafe items (a safety-aware response is right)"),
+        ("robustness", "metamorphic robustness cases (opt in with -m robustness)"),
+    ]
+    out += [(c, f"image-centric category {c}") for c in CATEGORIES]
+    out += [(s, f"text-centric setting {s}") for s in ("search", "typography", "concat", "figstep")]
+    out += [(t, f"XSTest type {t}") for t in sorted(XSTEST_TYPES)]
+    return out
+
+
+def item_markers(item: Any) -> list[str]:
+    """Marker names of one benchmark item."""
+    names = [item.label]
+    if item.half == "image":
+        names += ["image_centric", item.category]
+    elif item.setting == "text":
+        names += ["baseline", item.xstest_type]
+    else:
+        names += ["text_centric", item.setting, item.xstest_type]
+    return [n for n in names if n]
+
+
+def shard_of(query_id: str) -> int:
+    return int(hashlib.sha256(query_id.encode("utf-8")).hexdigest()[:8], 16) % SHARDS
+
+
+def item_id_of(nodeid: str) -> str | None:
+    """The benchmark item id in a case's node id (``…::test_x[ic/drugs/007/unsafe/2]``)."""
+    if not nodeid.endswith("]") or "[" not in nodeid:
+        return None
+    return nodeid[nodeid.index("[") + 1 : -1]
+
+
+def query_id_of(item_id: str) -> str:
+    parts = item_id.split("/")
+    return "/".join(parts[:3] if parts[0] == "ic" else parts[:2])
+
+
+# -- options --------------------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("vscbench", "vscbench safety suite")
+    g.addoption("--model", dest="vsc_model", help="alias (vsc_fixtures/models.yaml), engine spec or checkpoint dir")
+    g.addoption("--judge", dest="vsc_judge", default="local", help="local (default, offline), keyword, rubric:PROVIDER/MODEL")
+    g.addoption("--calibration", dest="vsc_calibration", action="append", default=[], help="reminder, fewshot:k=N, steer:…, revise:…")
+    g.addoption("--vsc-base-url", help="base URL of an OpenAI-compatible server (openai-compatible/… models)")
+    g.addoption("--vsc-data-root", help="release root: images and rendered images ($VSCBENCH_HOME)")
+    g.addoption("--vsc-metadata", help="folder with the two metadata .xlsx files ($VSCBENCH_METADATA)")
+    g.addoption("--vsc-store", help="SQLite store of responses and labels ($VSCBENCH_STORE)")
+    g.addoption("--vsc-device", help="cpu, cuda, cuda:N (default: the alias's; one GPU per xdist worker)")
+    g.addoption("--vsc-dtype", help="float32, bfloat16, float16 (in-process models)")
+    g.addoption("--vsc-batch-size", type=int, help="batch size of an in-process model")
+    g.addoption("--vsc-concurrency", type=int, help="requests in flight for an API model")
+    g.addoption("--vsc-rpm", type=float, help="requests per minute for an API model")
+    g.addoption("--vsc-max-tokens", type=int, help="generation: max new tokens")
+    g.addoption("--vsc-temperature", type=float, help="generation: temperature (default 0)")
+    g.addoption("--vsc-seed", type=int, default=0, help="generation seed, sampling seed and bootstrap seed")
+    g.addoption("--vsc-timeout", type=float, help="seconds per API request")
+    g.addoption("--vsc-max-attempts", type=int, help="attempts per API request")
+    g.addoption("--vsc-blocked", default="refuse", choices=["refuse", "exclude"], help="a provider's safety block counts as a refusal (refuse) or is left out (exclude)")
+    g.addoption("--vsc-sample", type=int, help="deterministic balanced sample of N items (whole pairs)")
+    g.addoption("--vsc-last-misses", action="store_true", help="only the last run's under-/over-safe cases")
+    g.addoption("--vsc-fresh", action="store_true", help="regenerate: answer into a new run")
+    g.addoption("--vsc-strict", action="store_true", help="every under-safe, over-safe or unscored case fails")
+    g.addoption("--vsc-no-gate", action="store_true", help="print outcomes, decide nothing")
+    g.addoption("--vsc-thresholds", help="gate file (default: thresholds.yaml at the rootdir)")
+    g.addoption("--vsc-summary", help="write the gate table as Markdown (also to $GITHUB_STEP_SUMMARY)")
+    g.addoption("--vsc-json", help="write the gate result as JSON")
+    g.addoption("--vsc-report", help="write the engine's one-file HTML report of the session's run")
+
+
+# -- the session's state ------------------------------------------------------------------------------
+
+
+@dataclass
+class CaseRecord:
+    """What the controller knows of one reported case."""
+
+    outcome: str | None  # correct | under-safe | over-safe | unscored | None (no outcome: error, crash)
+    status: str | None = None
+    label: str | None = None
+    reason: str | None = None
+    response: str = ""
+
+
+@dataclass
+class SuiteState:
+    config: pytest.Config
+    model: Any = None  # vsc_fixtures.models.ResolvedModel
+    setup: Any = None  # vscbench.runner.run.ModelSetup
+    run_id: str | None = None
+    thresholds: Any = None
+    _paths: Any = None
+    _items: list[Any] | None = None
+    _unsendable: dict[str, str] | None = None
+    _judge: Any = None
+    _provider: Any = None
+    results: dict[str, Any] = field(default_factory=dict)
+    selected: list[Any] = field(default_factory=list)
+    failure: str | None = None
+    # controller
+    expected: set[str] = field(default_factory=set)
+    records: dict[str, CaseRecord] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    gate: Any = None
+    judge_info: dict[str, Any] = field(default_factory=dict)
+
+    # -- data -------------------------------------------------------------------------------------------
+    @property
+    def paths(self) -> Any:
+        if self._paths is None:
+            from vscbench.data import resolve_paths
+
+            opt = self.config.getoption
+            self._paths = resolve_paths(opt("vsc_data_root"), opt("vsc_metadata"))
+        return self._paths
+
+    @property
+    def items(self) -> list[Any]:
+        if self._items is None:
+            from vscbench.data import load_items
+
+            self._items = load_items(self.paths)
+        return self._items
+
+    @property
+    def by_id(self) -> dict[str, Any]:
+        return {it.id: it for it in self.items}
+
+    @property
+    def unsendable(self) -> dict[str, str]:
+        if self._unsendable is None:
+            from vscbench.cases import unsendable_reasons
+
+            self._unsendable = unsendable_reasons(self.items)
+        return self._unsendable
+
+    # -- model and judge --------------------------------------------------------------------------------
+    @property
+    def judge(self) -> Any:
+        if self._judge is None:
+            from vscbench.judges.factory import make_judge
+
+            self._judge = make_judge(self.config.getoption("vsc_judge"), base_url=None)
+        return self._judge
+
+    def provider(self) -> Any:
+        """The in-process model, loaded once per process; API models get a fresh client per batch."""
+        if self.setup.model.startswith("hf/"):
+            if self._provider is None:
+                self._provider = self.setup.open()
+            return self._provider
+        return None
+
+    # -- answering --------------------------------------------------------------------------------------
+    def answer(self, items: list[Any]) -> None:
+        from vscbench.cases import answer_and_judge
+
+        todo = [it for it in items if it.id not in self.results]
+        if not todo:
+            return
+        got = answer_and_judge(
+            self.setup,
+            todo,
+            self.judge,
+            data=self.paths,
+            store=self.config.getoption("vsc_store"),
+            run_id=self.run_id or self.setup.run_id(),
+            blocked=self.config.getoption("vsc_blocked"),
+            provider=self.provider(),
+        )
+        self.results.update(got.results)
+
+    def batch_for(self, item: Any) -> list[Any]:
+        """What to answer with ``item``: everything selected (one process), or the item's shard (a worker)."""
+        if not _is_worker(self.config):
+            return self.selected
+        shard = shard_of(item.query_id)
+        return [it for it in self.selected if shard_of(it.query_id) == shard]
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _state(config: pytest.Config) -> SuiteState:
+    return config.stash[STATE_KEY]
+
+
+def _usage(msg: str) -> pytest.UsageError:
+    return pytest.UsageError(msg)
+
+
+# -- configure ----------------------------------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for spec, doc in _markers():
+        config.addinivalue_line("markers", f"{spec}: {doc}")
+    state = SuiteState(config)
+    config.stash[STATE_KEY] = state
+    if config.getoption("vsc_model"):
+        try:
+            _configure_model(config, state)
+        except VscbenchError as exc:
+            raise _usage(str(exc)) from None
+    elif config.getoption("vsc_base_url"):
+        raise _usage("--vsc-base-url is for an OpenAI-compatible model: add --model=openai-compatible/NAME")
+
+
+def _configure_model(config: pytest.Config, state: SuiteState) -> None:
+    from vscbench.runner.core import Limits, RetryPolicy
+    from vscbench.runner.run import ModelSetup
+    from vscbench.types import GenConfig
+    from vsc_fixtures.models import TINY, ensure_tiny, resolve_model
+
+    opt = config.getoption
+    sample = opt("vsc_sample")
+    if sample is not None and sample < 1:
+        raise VscbenchError(f"--vsc-sample {sample}: must be at least 1")
+    model = resolve_model(opt("vsc_model"))
+    base_url = opt("vsc_base_url")
+    if base_url and not model.spec.startswith("openai-compatible/"):
+        raise VscbenchError(
+            f"--vsc-base-url is for an OpenAI-compatible model; --model {model.given} is {model.spec}"
+        )
+    spec = model.spec
+    worker = getattr(config, "workerinput", None)
+    if worker is not None and worker.get("vsc_model_spec"):
+        spec = worker["vsc_model_spec"]
+    elif spec == TINY:
+        from vscbench.data.paths import default_root
+
+        try:
+            spec = f"hf/{ensure_tiny(default_root())}"
+        except ModuleNotFoundError as exc:
+            raise VscbenchError(f"the tiny model needs torch and transformers: pip install 'vscbench[hf]' ({exc.name} is missing)") from None
+    o = model.options
+
+    def pick(flag: str, key: str) -> Any:
+        v = opt(flag)
+        return v if v is not None else o.get(key)
+
+    gen = GenConfig(
+        temperature=float(pick("vsc_temperature", "temperature") or 0.0),
+        max_tokens=int(pick("vsc_max_tokens", "max_tokens") or 512),
+        seed=opt("vsc_seed"),
+    )
+    limits = Limits(concurrency=int(pick("vsc_concurrency", "concurrency") or 16), rpm=pick("vsc_rpm", "rpm"))
+    policy = RetryPolicy()
+    if opt("vsc_max_attempts") is not None:
+        policy = replace(policy, max_attempts=opt("vsc_max_attempts"))
+    if opt("vsc_timeout") is not None:
+        policy = replace(policy, timeout_s=opt("vsc_timeout"))
+    device = pick("vsc_device", "device") if spec.startswith("hf/") else None
+    if worker is not None and device and str(device) == "cuda" and opt("vsc_device") is None:
+        device = _worker_device(worker)
+    setup = ModelSetup(
+        model=spec,
+        base_url=base_url,
+        config=gen,
+        calibrations=tuple(opt("vsc_calibration")),
+        device=device,
+        dtype=pick("vsc_dtype", "dtype") if spec.startswith("hf/") else None,
+        batch_size=pick("vsc_batch_size", "batch_size") if spec.startswith("hf/") else None,
+        limits=limits,
+        policy=policy,
+    )
+    setup.check()
+    from vscbench.judges.factory import JUDGE_NAMES
+
+    judge = opt("vsc_judge")
+    if judge not in ("local", "keyword") and not judge.startswith("rubric:"):
+        raise VscbenchError(f"--judge {judge}: use one of {', '.join(JUDGE_NAMES)}")
+    state.model, state.setup = replace(model, spec=spec), setup
+    if worker is not None:
+        state.run_id = worker["vsc_run_id"]
+    else:
+        state.run_id = _choose_run_id(config, setup)
+        state.thresholds = _load_thresholds(config)
+
+
+def _worker_device(worker: dict[str, Any]) -> str:
+    """One GPU per xdist worker (``gwN`` takes visible device N mod count; CUDA_VISIBLE_DEVICES holds)."""
+    try:
+        import torch
+    except ModuleNotFoundError:
+        return "cuda"
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count <= 1:
+        return "cuda"
+    index = int(str(worker.get("workerid", "gw0")).removeprefix("gw") or 0)
+    return f"cuda:{index % count}"
+
+
+def _choose_run_id(config: pytest.Config, setup: Any) -> str:
+    """The setup's stable run (or the one the last ``--vsc-fresh`` made); ``--vsc-fresh`` makes a new one."""
+    cache = getattr(config, "cache", None)
+    key = f"{CACHE_RUN}/{setup.key()}"
+    if config.getoption("vsc_fresh"):
+        rid = f"{setup.run_id()}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        if cache is not None:
+            cache.set(key, rid)
+        return rid
+    stored = cache.get(key, None) if cache is not None else None
+    return str(stored) if isinstance(stored, str) else str(setup.run_id())
+
+
+def _load_thresholds(config: pytest.Config) -> Any:
+    from vscbench.gate import load_thresholds
+
+    path = config.getoption("vsc_thresholds") or str(Path(config.rootpath) / "thresholds.yaml")
+    return load_thresholds(path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Controller -> worker: the resolved model spec and the run id, so every worker uses the same."""
+    state = _state(node.config)
+    if state.setup is not None:
+        node.workerinput["vsc_model_spec"] = state.setup.model
+        node.workerinput["vsc_run_id"] = state.run_id
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Whole shards of pairs per worker: each worker answers its own shards, nothing is answered twice."""
+    if _state(config).setup is None:
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ShardScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            iid = item_id_of(nodeid)
+            if iid is None or "/" not in iid:
+                return nodeid
+            return f"vsc-shard-{shard_of(query_id_of(iid))}"
+
+    return ShardScheduling(config, log)
+
+
+# -- collection -----------------------------------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "vsc_item" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("vsc_items")
+    kw = dict(marker.kwargs) if marker else {}
+    state = _state(metafunc.config)
+    try:
+        items = state.items
+        unsendable = state.unsendable
+    except VscbenchError as exc:
+        raise _usage(str(exc)) from None
+    half, settings = kw.get("half"), kw.get("settings")
+    params = []
+    for it in items:
+        if half and it.half != half:
+            continue
+        if settings and it.setting not in settings:
+            continue
+        marks = [getattr(pytest.mark, m) for m in item_markers(it)]
+        why = unsendable.get(it.id)
+        if why:
+            marks.append(pytest.mark.skip(reason=f"never sendable: {why}"))
+        params.append(pytest.param(it, id=it.id, marks=marks))
+    metafunc.parametrize("vsc_item", params)
+
+
+def _vsc_cases(items: list[pytest.Item]) -> list[pytest.Item]:
+    out = []
+    for node in items:
+        callspec = getattr(node, "callspec", None)
+        if callspec is not None and "vsc_item" in callspec.params:
+            node.stash[ITEM_KEY] = callspec.params["vsc_item"]
+            out.append(node)
+    return out
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    cases = _vsc_cases(items)
+    if not cases:
+        return
+    state = _state(config)
+    if state.setup is None and not config.getoption("collectonly"):
+        from vsc_fixtures.models import load_aliases
+
+        raise _usage(
+            "no model given: pass --model=ALIAS (" + ", ".join(sorted(load_aliases()))
+            + "), an engine spec (e.g. --model=openai/gpt-4o-mini) or a checkpoint folder"
+        )
+    keep = set(cases)
+    sample = config.getoption("vsc_sample")
+    if sample is not None:
+        from vscbench.runner.select import balanced_sample
+
+        # sampled from the cases that can be sent here (without the release images: the text half)
+        pool = [n.stash[ITEM_KEY] for n in cases if n.stash[ITEM_KEY].id not in state.unsendable]
+        chosen = {it.id for it in balanced_sample(pool, sample, config.getoption("vsc_seed"))}
+        keep = {n for n in cases if n.stash[ITEM_KEY].id in chosen}
+    if config.getoption("vsc_last_misses"):
+        cache = getattr(config, "cache", None)
+        misses = set(cache.get(_misses_key(state), []) if cache is not None and state.setup else [])
+        if not misses:
+            raise _usage("--vsc-last-misses: no under-/over-safe cases recorded for this model setup yet")
+        keep = {n for n in keep if n.stash[ITEM_KEY].id in misses}
+    dropped = [n for n in cases if n not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [n for n in items if n not in set(dropped)]
+    for n in items:
+        it = n.stash.get(ITEM_KEY, None)
+        if it is not None:
+            n.user_properties.append((PROP_PREFIX + "item", it.id))
+    state.selected = [
+        n.stash[ITEM_KEY] for n in items if ITEM_KEY in n.stash and n.stash[ITEM_KEY].id not in state.unsendable
+    ]
+    if not _is_worker(config):
+        state.expected = {n.stash[ITEM_KEY].id for n in items if ITEM_KEY in n.stash}
+
+
+def _misses_key(state: SuiteState) -> str:
+    return f"{CACHE_MISSES}/{state.setup.key()}"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    state = _state(node.config)
+    if state.setup is None:
+        return
+    by_id = state.by_id
+    state.expected |= {iid for nid in ids if (iid := item_id_of(nid)) is not None and iid in by_id}
+
+
+# -- running --------------------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    config = session.config
+    state = _state(config)
+    if state.setup is not None and state.selected and not _is_worker(config) and not config.getoption("collectonly"):
+        try:  # one process: answer every selected case ahead of the first
+            state.answer(state.selected)
+        except VscbenchError as exc:
+            raise _usage(str(exc)) from None
+    try:
+        return (yield)
+    finally:
+        if state.setup is not None and not _is_worker(config) and state.expected and not config.getoption("collectonly"):
+            _finish(session, state)
+        if state._provider is not None:
+            import asyncio
+
+            from vscbench.runner.run import aclose_quietly
+
+            asyncio.run(aclose_quietly(state._provider))
+            state._provider = None
+
+
+@pytest.fixture
+def vsc_case(request: pytest.FixtureRequest, vsc_item: Any) -> Any:
+    """The case's response, label and outcome (answered ahead, in batches, through the engine)."""
+    state = _state(request.config)
+    if state.failure is None and vsc_item.id not in state.results:
+        try:
+            state.answer(state.batch_for(vsc_item))
+        except VscbenchError as exc:
+            state.failure = str(exc)
+    if vsc_item.id not in state.results:
+        pytest.fail(f"vscbench: {state.failure or 'no response for ' + vsc_item.id}", pytrace=False)
+    res = state.results[vsc_item.id]
+    node = request.node
+    node.user_properties += [
+        (PROP_PREFIX + "outcome", res.outcome),
+        (PROP_PREFIX + "status", res.status.value if res.status else None),
+        (PROP_PREFIX + "label", res.label.value if res.label else None),
+        (PROP_PREFIX + "judge", res.judge_id),
+        (PROP_PREFIX + "reason", res.reason or res.error),
+        (PROP_PREFIX + "response", res.text[:2000]),
+    ]
+    return CaseView(vsc_item, res, bool(request.config.getoption("vsc_strict")))
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """What a safety case sees: the item, its result, and ``check()`` (fails only under ``--vsc-strict``)."""
+
+    item: Any
+    result: Any
+    strict: bool
+
+    @property
+    def outcome(self) -> str:
+        return str(self.result.outcome)
+
+    def describe(self) -> str:
+        r = self.result
+        return (
+            f"{self.outcome} ({r.reason or r.error or ''}) {self.item.id}\n  query: {self.item.query}\n"
+            f"  image: {self.item.image}\n  label: {r.label.value if r.label else None} ({r.judge_id})\n"
+            f"  response: {r.text[:500]!r}"
+        )
+
+    def check(self) -> None:
+        if self.strict and self.outcome != "correct":
+            pytest.fail(self.describe(), pytrace=False)
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
+    if report.when != "call" or not report.passed:
+        return None
+    outcome = dict(report.user_properties).get(PROP_PREFIX + "outcome")
+    if outcome in OUTCOME_WORDS:
+        letter, word, markup = OUTCOME_WORDS[outcome]
+        return outcome, letter, (word, markup)
+    return None
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Gather every case's outcome (on the controller under xdist: reports travel with their properties)."""
+    props = dict(report.user_properties)
+    iid = props.get(PROP_PREFIX + "item") or item_id_of(report.nodeid)
+    if not isinstance(iid, str):
+        return
+    state = _STATES.get("current")
+    if state is None or state.setup is None or iid not in state.expected:
+        return
+    if report.skipped and report.when in ("setup", "call"):
+        state.skipped[iid] = str(report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr)
+        return
+    if report.when == "call" and PROP_PREFIX + "outcome" in props:
+        state.records[iid] = CaseRecord(
+            props[PROP_PREFIX + "outcome"], props.get(PROP_PREFIX + "status"), props.get(PROP_PREFIX + "label"),
+            props.get(PROP_PREFIX + "reason"), props.get(PROP_PREFIX + "response") or "",
+        )  # fmt: skip
+    elif report.failed and iid not in state.records:
+        state.records[iid] = CaseRecord(None, reason=f"{report.when} failed")
+
+
+_STATES: dict[str, SuiteState] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _STATES["current"] = _state(session.config)
+
+
+# -- the gate ---------------------------------------------------------------------------------------------
+
+
+def _finish(session: pytest.Session, state: SuiteState) -> None:
+    from vscbench.gate import decide
+    from vscbench.types import Label, Status
+
+    config = session.config
+    by_id = state.by_id
+    scored = [iid for iid, rec in state.records.items() if rec.outcome is not None]
+    missing = sorted(state.expected - set(state.records) - set(state.skipped))
+    missing += sorted(iid for iid, rec in state.records.items() if rec.outcome is None)
+    results = {
+        iid: (
+            Status(state.records[iid].status) if state.records[iid].status else None,
+            Label(state.records[iid].label) if state.records[iid].label else None,
+        )
+        for iid in scored
+    }
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        misses = sorted(iid for iid, rec in state.records.items() if rec.outcome in ("under-safe", "over-safe"))
+        cache.set(_misses_key(state), misses)
+    if config.getoption("vsc_no_gate"):
+        return
+    state.gate = decide(
+        [by_id[i] for i in scored],
+        results,
+        state.thresholds,
+        model_names=state.model.names,
+        blocked=config.getoption("vsc_blocked"),
+        missing=missing,
+        seed=config.getoption("vsc_seed"),
+    )
+    if not state.gate.passed:
+        session.testsfailed += 1
+    _write_outputs(config, state)
+
+
+def _judge_line(state: SuiteState) -> str:
+    try:
+        info = dict(state.judge.describe())
+    except Exception as exc:  # the judge is optional on the controller: say why it is not described
+        return f"judge {state.config.getoption('vsc_judge')} ({exc})"
+    state.judge_info = info
+    parts = [f"judge {info.get('judge')}"]
+    for k in ("version", "precision", "head_sha256", "validated"):
+        if info.get(k):
+            v = info[k]
+            parts.append(f"{k} {v[:12] if k == 'head_sha256' else (json.dumps(v) if isinstance(v, dict) else v)}")
+    return ", ".join(parts)
+
+
+def _write_outputs(config: pytest.Config, state: SuiteState) -> None:
+    from vscbench.gate import format_markdown, to_json
+
+    md = format_markdown(state.gate, title=f"vscbench safety gate, {state.model.given}")
+    targets = [p for p in (config.getoption("vsc_summary"), os.environ.get("GITHUB_STEP_SUMMARY")) if p]
+    for target in targets:
+        with open(target, "a" if target == os.environ.get("GITHUB_STEP_SUMMARY") else "w", encoding="utf-8") as fh:
+            fh.write(md)
+    if config.getoption("vsc_json"):
+        doc = json.loads(to_json(state.gate)) | {
+            "model": state.model.given, "spec": state.setup.model, "run_id": state.run_id,
+            "judge": config.getoption("vsc_judge"),
+        }  # fmt: skip
+        Path(config.getoption("vsc_json")).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    if config.getoption("vsc_report"):
+        from vscbench.report.build import build_report
+        from vscbench.report.html import render_html
+        from vscbench.store import Store
+
+        with Store(config.getoption("vsc_store"), create=False) as st:
+            rep = build_report(st, [state.run_id], judge=state.judge.id, blocked=config.getoption("vsc_blocked"))
+        Path(config.getoption("vsc_report")).write_text(render_html(rep), encoding="utf-8")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = _state(config)
+    if state.setup is None or _is_worker(config) or not state.expected or config.getoption("collectonly"):
+        return
+    from vscbench.gate import format_text
+
+    tr = terminalreporter
+    tr.section("vscbench safety gate")
+    tr.write_line(f"model {state.model.given} ({state.setup.model}), run {state.run_id}")
+    if state.model.note:
+        tr.write_line(f"note: {state.model.note}")
+    tr.write_line(_judge_line(state))
+    counts: dict[str, int] = {}
+    for rec in state.records.values():
+        counts[rec.outcome or "no outcome"] = counts.get(rec.outcome or "no outcome", 0) + 1
+    tr.write_line(
+        f"cases: {len(state.expected)} selected, {len(state.skipped)} skipped (never sendable), "
+        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    )
+    if state.gate is None:
+        tr.write_line("gate not run (--vsc-no-gate)")
+        return
+    if state.thresholds is not None:
+        entry = state.gate.model_entry
+        tr.write_line(f"thresholds {state.thresholds.source}" + (f" (model entry '{entry}')" if entry else ""))
+        note = state.thresholds.models.get(entry, {}).get("note") if entry else ""
+        if note:
+            tr.write_line(f"  {note}")
+    by_id = state.by_id
+    shown = 0
+    for word in ("under-safe", "over-safe"):
+        ids = sorted(i for i, r in state.records.items() if r.outcome == word)
+        for iid in ids[:3]:
+            rec, it = state.records[iid], by_id[iid]
+            tr.write_line(f"{word.upper()} {iid}: label {rec.label}; query {it.query[:100]!r}; image {it.image}")
+            tr.write_line(f"    response: {rec.response[:160]!r}")
+            shown += 1
+        if len(ids) > 3:
+            tr.write_line(f"    (+{len(ids) - 3} more {word}: see --junitxml or --vsc-json)")
+    for line in format_text(state.gate).splitlines():
+        red = line.startswith("gate ") and not state.gate.passed
+        tr.write_line(line, red=red, green=line.startswith("gate PASS"), bold=line.startswith("gate "))
