@@ -200,6 +200,7 @@ def test_failures_before_judging_store_nothing(
     assert main([*base[:1], str(good), *base[1:], "--judge", "rubric:"]) == 2  # no model after rubric:
     assert main([*base[:1], str(good), *base[1:], "--judge", "bogus"]) == 2
     assert "unknown judge 'bogus'" in capsys.readouterr().err
+    assert not store.exists()  # rejected input leaves no store file behind
     with Store(store) as st:
         assert st.list_runs() == []
     # a bad --blocked policy through the API is caught before storing too
@@ -225,6 +226,7 @@ def test_rubric_judge_without_api_key_stores_nothing(
                  "--judge", "rubric:openai/gpt-x", "--run-id", "k"])
     err = capsys.readouterr().err
     assert code == 2 and "openai: no API key" in err and "stored run" not in err
+    assert not store.exists()
     with Store(store) as st:
         assert st.list_runs() == []
 

@@ -27,7 +27,12 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", help="release root (default: $VSCBENCH_HOME or ~/.cache/vscbench)")
-    p.add_argument("--metadata", help="folder holding the two metadata .xlsx files (default: the root)")
+    p.add_argument(
+        "--metadata",
+        metavar="DIR",
+        help="folder holding the two metadata .xlsx files (default: $VSCBENCH_METADATA, else the root, else "
+        "../shared/data/vscbench beside the project)",
+    )
 
 
 def _add_store_arg(p: argparse.ArgumentParser) -> None:
@@ -88,15 +93,15 @@ def _cmd_data_verify(a: argparse.Namespace) -> int:
 
 
 def _cmd_data_fetch(a: argparse.Namespace) -> int:
-    from vscbench.data import resolve_paths
     from vscbench.data.fetch import DRIVE_FILE_ID, RAW_BASE_URL, fetch_images, fetch_metadata
+    from vscbench.data.paths import release_root
 
-    paths = resolve_paths(a.root)
-    for f in fetch_metadata(paths.root, base_url=a.base_url or RAW_BASE_URL, force=a.force):
+    root = release_root(a.root)
+    for f in fetch_metadata(root, base_url=a.base_url or RAW_BASE_URL, force=a.force):
         sys.stdout.write(f"{f.name}: {f.action} ({f.path}, sha256 {f.sha256[:12]}… matches the pin)\n")
     if a.metadata_only:
         return 0
-    s = fetch_images(paths.root, drive_id=a.drive_id or DRIVE_FILE_ID)
+    s = fetch_images(root, drive_id=a.drive_id or DRIVE_FILE_ID)
     sys.stdout.write(f"images: {s.files} under {s.root}\n")
     return 0
 
@@ -104,10 +109,10 @@ def _cmd_data_fetch(a: argparse.Namespace) -> int:
 def _cmd_data_import(a: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vscbench.data import resolve_paths
     from vscbench.data.archive import import_archive
+    from vscbench.data.paths import release_root
 
-    s = import_archive(Path(a.archive), resolve_paths(a.root).root)
+    s = import_archive(Path(a.archive), release_root(a.root))
     if a.json:
         _print_json(s.to_dict())
         return 0
@@ -322,6 +327,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
 def _cmd_runs(a: argparse.Namespace) -> int:
     import datetime as dt
 
+    from vscbench.report.names import model_label
     from vscbench.runner.run import list_runs
     from vscbench.store import default_store_path
 
@@ -329,14 +335,16 @@ def _cmd_runs(a: argparse.Namespace) -> int:
     if a.json:
         _print_json(runs)
         return 0
+    where = a.store or default_store_path()
     if not runs:
-        sys.stdout.write(f"no runs yet in {a.store or default_store_path()}\n")
+        sys.stdout.write(f"no runs yet in {where} (--store FILE or $VSCBENCH_STORE to look elsewhere)\n")
         return 0
+    sys.stdout.write(f"runs in {where}\n")
     cols = ("run", "model", "kind", "created (UTC)", "items", "ok", "blocked", "empty", "error", "pending")
     rows = [
         (
             r["run_id"],
-            r["model"],
+            model_label(r["model"]),
             r["kind"],
             dt.datetime.fromtimestamp(r["created_at"], dt.UTC).strftime("%Y-%m-%d %H:%M"),
             *(str(r["counts"][k]) for k in ("items", "ok", "blocked", "empty", "error", "pending")),
@@ -636,13 +644,10 @@ def _cmd_score(a: argparse.Namespace) -> int:
     from vscbench.data import load_items, resolve_paths
     from vscbench.report import render
     from vscbench.report.score import score_file
-    from vscbench.store import Store
 
     items = load_items(resolve_paths(a.root, a.metadata))
-    with Store(a.store) as store:
-        rep = score_file(
-            store, a.file, items, judge=a.judge, run_id=a.run_id, model=a.model, blocked=a.blocked
-        )
+    # the store is opened (created) only once the file and the judge are checked: no debris on bad input
+    rep = score_file(a.store, a.file, items, judge=a.judge, run_id=a.run_id, model=a.model, blocked=a.blocked)
     sys.stdout.write(render(rep, "table", color=sys.stdout.isatty()))
     sys.stdout.write(f"run id: {rep.runs[0].run_id}\n")
     return 0
@@ -737,9 +742,10 @@ def _cmd_calibrate_fit(a: argparse.Namespace) -> int:
     from vscbench.models.hf import HFProvider
 
     direction_destination(model, a.layer, a.out, force=a.force)  # refuse before the model loads
+    paths = resolve_paths(a.root, a.metadata)  # and find the data before it loads, too
     provider = HFProvider(model, device=a.device, batch_size=a.batch_size, dtype=a.dtype)
     res = fit(
-        provider, resolve_paths(a.root, a.metadata), a.layer, out=a.out, n_queries=a.n, seed=a.seed,
+        provider, paths, a.layer, out=a.out, n_queries=a.n, seed=a.seed,
         half=a.half, settings=a.setting, force=a.force,
     )  # fmt: skip
     for line in res.warnings:

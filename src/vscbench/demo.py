@@ -1,7 +1,7 @@
 """``python -m vscbench.demo`` (``make demo``): the whole pipeline, offline, in a few minutes on a laptop.
 
-1. finds the benchmark metadata (``--metadata``, ``$VSCBENCH_METADATA``, the default release root, or the
-   ``shared/data/vscbench`` folder next to the checkout);
+1. finds the benchmark metadata by the search every command uses (``--metadata``, ``$VSCBENCH_METADATA``,
+   the release root, then ``../shared/data/vscbench`` beside the project);
 2. renders the text-centric images that the metadata alone determines (typography, FigStep) under
    ``OUT/data``;
 3. runs a model through the same code path as ``vscbench run`` on a balanced sample of the text half in the
@@ -11,6 +11,10 @@
    its output and in a banner on the report: its numbers are meaningless;
 4. labels the responses with the offline ``local`` judge;
 5. writes ``OUT/report.html`` (one self-contained file) and ends by printing its path.
+
+The run is stored as ``demo`` in the default store (``$VSCBENCH_STORE``, else ``./vscbench_runs/vscbench.sqlite``;
+``--store`` to change it), so ``vscbench runs`` and ``vscbench report --run demo`` see it with no flag. Running
+the demo again replaces that run and leaves every other run in the store alone.
 
 The image half and the search/concat settings need the official image archive (``vscbench data fetch``),
 which an offline machine does not have; the demo leaves them out and says so.
@@ -33,6 +37,9 @@ DEFAULT_LIMIT = 60
 TINY_BANNER = "random tiny model: numbers are meaningless, this demonstrates the pipeline"
 RUN_ID = "demo"
 MODEL_ENV = "VSCBENCH_DEMO_MODEL"
+#: Manifest mark of the demo's own run: only a run carrying it is replaced when the demo runs again.
+MADE_BY_KEY = "made_by"
+MADE_BY = "vscbench.demo"
 
 
 def _say(msg: str) -> None:
@@ -50,31 +57,38 @@ def _quiet_transformers() -> None:
 
 
 def find_metadata(explicit: str | None = None) -> Path:
-    """The first folder holding both metadata files, among the documented candidates."""
-    from vscbench.data.paths import IMAGE_CENTRIC_XLSX, TEXT_CENTRIC_XLSX, default_root
+    """The metadata folder, by the search every command uses (:func:`vscbench.data.paths.find_metadata`)."""
+    from vscbench.data.paths import find_metadata as find
 
-    repo = Path(__file__).resolve().parents[2]
-    env = os.environ.get("VSCBENCH_METADATA")
-    if explicit:
-        candidates = [Path(explicit).expanduser()]
-    elif env:
-        candidates = [Path(env).expanduser()]
-    else:
-        candidates = [
-            default_root(),
-            repo.parent / "shared" / "data" / "vscbench",
-            Path.cwd().parent / "shared" / "data" / "vscbench",
-        ]
-    for c in candidates:
-        if (c / IMAGE_CENTRIC_XLSX).is_file() and (c / TEXT_CENTRIC_XLSX).is_file():
-            return c.resolve()
-    if explicit or env:
-        where = f"--metadata {explicit}" if explicit else f"VSCBENCH_METADATA={env}"
-        raise VscbenchError(f"{where}: no {IMAGE_CENTRIC_XLSX} and {TEXT_CENTRIC_XLSX} there")
-    raise VscbenchError(
-        "benchmark metadata not found: pass --metadata DIR (the folder with the two .xlsx files), "
-        "set VSCBENCH_METADATA, or run 'vscbench data fetch'"
-    )
+    return find(explicit)
+
+
+def _tiny_spec(out: Path) -> str:
+    return f"hf/{out / 'tiny-vlm'}"
+
+
+def _forget_demo_run(store_path: Path, out: Path, *, force: bool = False) -> None:
+    """Drop the previous demo's run from the store so the demo starts afresh; keep every other run.
+
+    A run with the demo's id that the demo did not make is refused, not replaced: the demo's runs carry the
+    ``made_by`` mark once finished, or (an interrupted demo) the tiny model of this ``out``. ``force``: the
+    run was made by this very invocation (a model that failed to load)."""
+    from vscbench.store import Store
+
+    if not store_path.is_file():
+        return
+    with Store(store_path, create=False) as st:
+        if not st.has_run(RUN_ID):
+            return
+        info = st.get_run(RUN_ID)
+        if not force and info.manifest.get(MADE_BY_KEY) != MADE_BY and info.model != _tiny_spec(out):
+            raise VscbenchError(
+                f"{store_path}: already holds a run '{RUN_ID}' that the demo did not make; "
+                "pass --store FILE to write the demo elsewhere"
+            )
+        with st.transaction() as db:
+            for table in ("labels", "responses", "artifacts", "run_items", "runs"):
+                db.execute(f"DELETE FROM {table} WHERE run_id = ?", (RUN_ID,))
 
 
 def _run(model: str, *, root: Path, metadata: Path, store: Path, limit: int, max_tokens: int) -> str:
@@ -113,10 +127,17 @@ def run_demo(
     *,
     model: str | None = None,
     metadata: str | None = None,
+    store: Path | None = None,
     limit: int = DEFAULT_LIMIT,
     max_tokens: int = 48,
 ) -> Path:
-    """Run the demo into ``out`` and return the path of the HTML report."""
+    """Run the demo and return the path of the HTML report.
+
+    The run (id ``demo``) goes to ``store`` (default: the default store, where ``vscbench runs`` and
+    ``vscbench report --run demo`` look), replacing the previous demo's run there and nothing else; rendered
+    images, the tiny model and ``report.html`` go under ``out``."""
+    from vscbench.store import default_store_path
+
     t0 = time.monotonic()
     out = out.resolve()
     meta = find_metadata(metadata)
@@ -127,9 +148,8 @@ def run_demo(
         "('vscbench data fetch'), not available offline, so they are left out"
     )
     root = out / "data"
-    store_path = out / "demo.sqlite"
-    for p in (store_path, store_path.with_name(store_path.name + "-wal"), store_path.with_name(store_path.name + "-shm")):
-        p.unlink(missing_ok=True)
+    store_path = store if store is not None else default_store_path()
+    _forget_demo_run(store_path, out)
     out.mkdir(parents=True, exist_ok=True)
 
     spec = model or os.environ.get(MODEL_ENV) or ""
@@ -142,7 +162,7 @@ def run_demo(
         except VscbenchError as exc:
             _say(f"cannot use {spec}: {exc}")
             _say("falling back to a tiny randomly initialised model")
-            store_path.unlink(missing_ok=True)
+            _forget_demo_run(store_path, out, force=True)
     else:
         _say(f"no model given (set {MODEL_ENV}, e.g. hf/HuggingFaceTB/SmolVLM-256M-Instruct, where the hub is reachable)")
     if run_id is None:
@@ -156,13 +176,12 @@ def run_demo(
         banner = TINY_BANNER
         _say(f"model: a tiny randomly initialised VLM built at {tiny}")
         _say(f"NOTE: {TINY_BANNER}")
-        run_id = _run(f"hf/{tiny}", root=root, metadata=meta, store=store_path, limit=limit, max_tokens=max_tokens)
+        run_id = _run(_tiny_spec(out), root=root, metadata=meta, store=store_path, limit=limit, max_tokens=max_tokens)
 
     from vscbench.store import Store
 
-    if banner:
-        with Store(store_path) as st:
-            st.update_manifest(run_id, {"banner": banner})
+    with Store(store_path) as st:
+        st.update_manifest(run_id, {MADE_BY_KEY: MADE_BY, **({"banner": banner} if banner else {})})
     _say("judging with the offline 'local' judge")
     _judge(store_path, run_id)
 
@@ -172,7 +191,8 @@ def run_demo(
         rep = build_report(st, [run_id], judge="local", ci=True, n_boot=1000, seed=0)
     sys.stdout.write(render(rep, "table", color=sys.stdout.isatty()))
     html = write_report(rep, "html", out / "report.html")[0]
-    _say(f"store: {store_path} (try: vscbench report --run {run_id} --store {store_path} --format md)")
+    flag = "" if store is None else f" --store {store_path}"
+    _say(f"store: {store_path} (try: vscbench runs{flag}; vscbench report --run {run_id}{flag} --format md)")
     _say(f"finished in {time.monotonic() - t0:.0f} s")
     if banner:
         _say(f"NOTE: {TINY_BANNER}")
@@ -183,12 +203,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vscbench.demo", description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     ap.add_argument("--model", help=f"provider/model to run (default: ${MODEL_ENV}, else a tiny random model)")
-    ap.add_argument("--metadata", help="folder with the two metadata .xlsx files")
+    ap.add_argument(
+        "--metadata",
+        metavar="DIR",
+        help="folder with the two metadata .xlsx files (default: $VSCBENCH_METADATA, the release root, or "
+        "../shared/data/vscbench beside the project)",
+    )
+    ap.add_argument(
+        "--store",
+        metavar="FILE",
+        help="store for the demo's run 'demo' (default: $VSCBENCH_STORE or ./vscbench_runs/vscbench.sqlite, "
+        "where 'vscbench runs' looks)",
+    )
     ap.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help=f"items to run (default {DEFAULT_LIMIT})")
     ap.add_argument("--max-tokens", type=int, default=48, help="tokens per answer (default 48)")
     a = ap.parse_args(argv)
     try:
-        path = run_demo(Path(a.out), model=a.model, metadata=a.metadata, limit=a.limit, max_tokens=a.max_tokens)
+        path = run_demo(
+            Path(a.out),
+            model=a.model,
+            metadata=a.metadata,
+            store=Path(a.store) if a.store else None,
+            limit=a.limit,
+            max_tokens=a.max_tokens,
+        )
     except VscbenchError as exc:
         sys.stderr.write(f"demo: error: {exc}\n")
         return exc.exit_code

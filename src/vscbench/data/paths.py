@@ -1,4 +1,18 @@
-"""Where the release lives: the root (``--root``, ``$VSCBENCH_HOME``, ``~/.cache/vscbench``) and metadata."""
+"""Where the release lives: the root (``--root``, ``$VSCBENCH_HOME``, ``~/.cache/vscbench``) and the metadata.
+
+The metadata (the two ``.xlsx`` files) is found by one ordered search that every command, the demo and the
+pytest suite share (:func:`find_metadata`, used by :func:`resolve_paths`):
+
+1. ``--metadata DIR`` (the ``metadata`` argument);
+2. ``$VSCBENCH_METADATA``;
+3. the release root (``--root``, else ``$VSCBENCH_HOME``, else ``~/.cache/vscbench``), where
+   ``vscbench data fetch`` puts it;
+4. a metadata folder beside the project: ``$VSCBENCH_SHARED/data/vscbench`` when that variable is set,
+   else ``../shared/data/vscbench`` from the current folder, then from the source checkout.
+
+A flag or variable that names a missing folder is an error about that folder (never skipped silently);
+when the search finds nothing, one line names every place tried and the two ways out.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +31,98 @@ IMAGE_CENTRIC_DIR = "vscbench_image_centric_images"
 TEXT_CENTRIC_DIR = "vscbench_text_centric_images"
 
 
+METADATA_ENV = "VSCBENCH_METADATA"
+SHARED_ENV = "VSCBENCH_SHARED"
+#: Where the metadata sits inside a shared data folder (``<shared>/data/vscbench``).
+SHARED_METADATA = Path("data") / "vscbench"
+WAYS_OUT = (
+    "run 'vscbench data fetch' to download it, or pass --metadata DIR (the folder holding "
+    f"{IMAGE_CENTRIC_XLSX} and {TEXT_CENTRIC_XLSX})"
+)
+
+
 def default_root() -> Path:
     env = os.environ.get("VSCBENCH_HOME")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "vscbench"
+
+
+def release_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The release root alone (``root``, else :func:`default_root`), absolute; needs no metadata.
+
+    For the commands that put the release in place (``data fetch``, ``data import``)."""
+    return (Path(root).expanduser() if root else default_root()).resolve()
+
+
+def project_dir() -> Path | None:
+    """The source checkout this package runs from (``<repo>`` of ``<repo>/src/vscbench``), or ``None`` when
+    it is installed elsewhere (site-packages)."""
+    pkg = Path(__file__).resolve().parents[1]
+    return pkg.parents[1] if pkg.parent.name == "src" else None
+
+
+def metadata_candidates(root: str | os.PathLike[str] | None = None) -> list[tuple[str, Path]]:
+    """Steps 3 and 4 of the search, in order, each with how it was chosen (no duplicates)."""
+    out: list[tuple[str, Path]] = [("the release root", release_root(root))]
+    shared = os.environ.get(SHARED_ENV)
+    if shared:
+        out.append((f"under ${SHARED_ENV}", (Path(shared).expanduser() / SHARED_METADATA).resolve()))
+    else:
+        rel = Path("..") / "shared" / SHARED_METADATA
+        out.append(("beside the current folder", (Path.cwd() / rel).resolve()))
+        proj = project_dir()
+        if proj is not None:
+            out.append(("beside the source checkout", (proj / rel).resolve()))
+    seen: set[Path] = set()
+    unique: list[tuple[str, Path]] = []
+    for how, p in out:
+        if p not in seen:
+            seen.add(p)
+            unique.append((how, p))
+    return unique
+
+
+def _files_in(folder: Path) -> int:
+    return sum((folder / n).is_file() for n in (IMAGE_CENTRIC_XLSX, TEXT_CENTRIC_XLSX))
+
+
+def _chosen_folder(who: str, value: str | os.PathLike[str]) -> Path:
+    """A folder named by ``--metadata`` or ``$VSCBENCH_METADATA`` (``who``, e.g. ``--metadata DIR``): it must
+    exist and hold at least one of the two metadata files."""
+    p = Path(value).expanduser()
+    if not p.exists():
+        raise VscbenchError(f"{who}: no such folder; {WAYS_OUT}")
+    if not p.is_dir():
+        raise VscbenchError(f"{who}: a file, not a folder; {WAYS_OUT}")
+    if _files_in(p) == 0:
+        raise VscbenchError(f"{who}: neither {IMAGE_CENTRIC_XLSX} nor {TEXT_CENTRIC_XLSX} in this folder; {WAYS_OUT}")
+    return p.resolve()
+
+
+def metadata_not_found(root: str | os.PathLike[str] | None = None) -> str:
+    """The one line said when the search finds no metadata: what was searched and the two ways out."""
+    tried = "; ".join(f"{how} {p}" for how, p in metadata_candidates(root))
+    return f"benchmark metadata not found (no --metadata, no ${METADATA_ENV}; looked in {tried}): {WAYS_OUT}"
+
+
+def find_metadata(
+    metadata: str | os.PathLike[str] | None = None, root: str | os.PathLike[str] | None = None
+) -> Path:
+    """The folder holding the metadata, by the ordered search of this module's docstring.
+
+    Among the release root and the folders beside the project, the first holding both files wins; else the
+    first holding one of them (the missing one is then reported by name when it is read). Raises one
+    :class:`VscbenchError` line when nothing is found."""
+    if metadata:
+        return _chosen_folder(f"--metadata {metadata}", metadata)
+    env = os.environ.get(METADATA_ENV)
+    if env:
+        return _chosen_folder(f"${METADATA_ENV}={env}", env)
+    cands = metadata_candidates(root)
+    for want in (2, 1):
+        for _, p in cands:
+            if _files_in(p) >= want:
+                return p
+    raise VscbenchError(metadata_not_found(root))
 
 
 @dataclass(frozen=True)
@@ -56,9 +159,11 @@ class DataPaths:
 def resolve_paths(
     root: str | os.PathLike[str] | None = None, metadata: str | os.PathLike[str] | None = None
 ) -> DataPaths:
-    r = Path(root).expanduser() if root else default_root()
-    m = Path(metadata).expanduser() if metadata else r
-    return DataPaths(root=r.resolve(), metadata=m.resolve())
+    """The release root and the metadata folder (:func:`find_metadata`: ``metadata``, else the search).
+
+    Raises one :class:`VscbenchError` line when no metadata is found (what was searched, and the two ways
+    out: ``vscbench data fetch`` or ``--metadata DIR``)."""
+    return DataPaths(root=release_root(root), metadata=find_metadata(metadata, root))
 
 
 def writable_folder(folder: str | os.PathLike[str], target: str | os.PathLike[str] | None = None) -> Path:

@@ -29,6 +29,7 @@ from vscbench.metrics import (
     evaluate_group,
     verdicts_for,
 )
+from vscbench.report.names import model_label
 from vscbench.store import Store
 from vscbench.types import Item, Label, Response, Status
 
@@ -152,6 +153,8 @@ class RunReport:
     """
 
     run_id: str
+    #: The model as reports show it (:func:`~vscbench.report.names.model_label`: a local checkpoint by folder
+    #: name and config hash); the stored spec, full path included, stays in ``manifest`` and the store.
     model: str
     kind: str
     manifest: dict[str, Any]
@@ -291,7 +294,7 @@ def load_run(
         )
     return RunReport(
         run_id=run_id,
-        model=info.model,
+        model=model_label(info.model),
         kind=info.kind,
         manifest=info.manifest,
         judge=chosen,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -172,7 +173,7 @@ def judge_scored_run(store: Store, run_id: str, judge: Any) -> None:
 
 
 def score_file(
-    store: Store,
+    store: Store | str | os.PathLike[str] | None,
     path: str | Path,
     items: Sequence[Item],
     *,
@@ -185,10 +186,11 @@ def score_file(
 
     Order: validate the file, the ``--blocked`` policy and the judge (nothing stored yet), store the run,
     judge it, report. A file with no ``ok`` response (all empty, error, blocked) gives a report of 0 scored
-    items with the reasons, not an error.
+    items with the reasons, not an error. ``store`` is an open :class:`Store`, or the path of one (``None``:
+    the default store) that is opened, and so created, only once everything has been checked: rejected
+    input leaves no new store file behind.
     """
     from vscbench.metrics import check_policy
-    from vscbench.report.build import build_report
 
     if run_id is not None:
         check_run_id(run_id)  # '' is an error, not "generate one"
@@ -198,6 +200,26 @@ def score_file(
         raise VscbenchError(f"--blocked: {exc}") from exc
     responses, sha = read_responses(path, items)  # the whole file, before anything else
     built = make_scoring_judge(judge)
+    if not isinstance(store, Store):
+        with Store(store) as opened:
+            return _store_judge_report(opened, path, items, responses, sha, built, judge, run_id, model, blocked)
+    return _store_judge_report(store, path, items, responses, sha, built, judge, run_id, model, blocked)
+
+
+def _store_judge_report(
+    store: Store,
+    path: str | Path,
+    items: Sequence[Item],
+    responses: Sequence[Response],
+    sha: str,
+    built: Any,
+    judge: str,
+    run_id: str | None,
+    model: str | None,
+    blocked: str,
+) -> Any:
+    from vscbench.report.build import build_report
+
     rid = _store_responses(store, path, items, responses, sha, run_id=run_id, model=model)
     judge_scored_run(store, rid, built)
     return build_report(store, [rid], judge=str(getattr(built, "id", judge)), blocked=blocked)

@@ -35,6 +35,7 @@ import numpy as np
 
 from vscbench.metrics import DEFAULT_RESAMPLES, compare
 from vscbench.report.build import run_outcomes
+from vscbench.report.names import model_label
 from vscbench.store import RunInfo, Store
 
 UTILITY_KIND = "utility"
@@ -201,7 +202,7 @@ def tradeoff_rows(
                 ]
             notes += [note for what, hits in choices if (note := _chosen_note(what, hits))]
             row: dict[str, Any] = {
-                "model": model,
+                "model": model_label(model),
                 "calibration": calibration_label(specs),
                 "specs": list(specs),
                 "is_baseline": not specs,
