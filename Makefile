@@ -22,7 +22,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest tests
+	$(BIN)/pytest -p pytester tests
 
 test: lint typecheck pytest
 

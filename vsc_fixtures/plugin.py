@@ -266,10 +266,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _configure_model(config: pytest.Config, state: SuiteState) -> None:
+    from vsc_fixtures.models import TINY, ensure_tiny, resolve_model
     from vscbench.runner.core import Limits, RetryPolicy
     from vscbench.runner.run import ModelSetup
     from vscbench.types import GenConfig
-    from vsc_fixtures.models import TINY, ensure_tiny, resolve_model
 
     opt = config.getoption
     sample = opt("vsc_sample")
@@ -435,6 +435,7 @@ def _vsc_cases(items: list[pytest.Item]) -> list[pytest.Item]:
     return out
 
 
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     cases = _vsc_cases(items)
     if not cases:
@@ -588,10 +589,13 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         state.skipped[iid] = str(report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr)
         return
     if report.when == "call" and PROP_PREFIX + "outcome" in props:
+        def text(key: str) -> str | None:
+            v = props.get(PROP_PREFIX + key)
+            return None if v is None else str(v)
+
         state.records[iid] = CaseRecord(
-            props[PROP_PREFIX + "outcome"], props.get(PROP_PREFIX + "status"), props.get(PROP_PREFIX + "label"),
-            props.get(PROP_PREFIX + "reason"), props.get(PROP_PREFIX + "response") or "",
-        )  # fmt: skip
+            text("outcome"), text("status"), text("label"), text("reason"), text("response") or ""
+        )
     elif report.failed and iid not in state.records:
         state.records[iid] = CaseRecord(None, reason=f"{report.when} failed")
 
@@ -616,13 +620,10 @@ def _finish(session: pytest.Session, state: SuiteState) -> None:
     scored = [iid for iid, rec in state.records.items() if rec.outcome is not None]
     missing = sorted(state.expected - set(state.records) - set(state.skipped))
     missing += sorted(iid for iid, rec in state.records.items() if rec.outcome is None)
-    results = {
-        iid: (
-            Status(state.records[iid].status) if state.records[iid].status else None,
-            Label(state.records[iid].label) if state.records[iid].label else None,
-        )
-        for iid in scored
-    }
+    results: dict[str, tuple[Status | None, Label | None]] = {}
+    for iid in scored:
+        status, label = state.records[iid].status, state.records[iid].label
+        results[iid] = (Status(status) if status else None, Label(label) if label else None)
     cache = getattr(config, "cache", None)
     if cache is not None:
         misses = sorted(iid for iid, rec in state.records.items() if rec.outcome in ("under-safe", "over-safe"))
@@ -677,7 +678,7 @@ def _write_outputs(config: pytest.Config, state: SuiteState) -> None:
         from vscbench.store import Store
 
         with Store(config.getoption("vsc_store"), create=False) as st:
-            rep = build_report(st, [state.run_id], judge=state.judge.id, blocked=config.getoption("vsc_blocked"))
+            rep = build_report(st, [str(state.run_id)], judge=state.judge.id, blocked=config.getoption("vsc_blocked"))
         Path(config.getoption("vsc_report")).write_text(render_html(rep), encoding="utf-8")
 
 
