@@ -150,6 +150,10 @@ def test_markdown_one_row_per_run(store: Path, capsys: pytest.CaptureFixture[str
         assert all(line.count("|") == t[0].count("|") for line in t)
     assert "Drugs SRA\\_s" in md and "FigStep SRA\\_u" in md
     assert "Paired comparison" in md
+    # every table says whether the text-only baseline is in it
+    heads = [line for line in md.splitlines() if line.startswith("### ")]
+    assert len(heads) == 4 and all("text-only baseline" in h for h in heads), heads
+    assert "### Text-centric half (Avg: text-only baseline out; Text only: the baseline alone)" in heads
     # image half pooled SRA_u = 80.0 for run_a
     image = next(t for t in paper if "Drugs" in t[0])
     heads = [h.strip() for h in image[0].strip("|").split("|")]
@@ -235,7 +239,14 @@ def test_table_format(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = report(capsys, "--run", "run_a", "--run", "run_b", "--store", str(store))
     assert "VSCBench summary" in out and "run_a" in out and "run_b" in out
     assert "Paired comparison" in out and "blocked responses" in out
-    assert "coverage run_a: 23 of 27 items scored" in out
+    # coverage and n agree: the summary counts the benchmark items (as its rates do), like the group table's
+    # "benchmark" row; the run's 3 text-only baseline items are counted in the notes' "all items" figure only
+    assert "VSCBench summary (benchmark items; text-only baseline out)" in out
+    assert "20/24 scored (missing 1, error 1, empty 1, unjudged 1)" in out
+    bench = next(line for line in out.splitlines() if line.startswith("│ benchmark "))
+    assert [c.strip() for c in bench.strip("│").split("│")][3] == "20"  # run_a's n
+    assert "coverage run_a: 20 of 24 benchmark items scored (text-only baseline out); " in out
+    assert "all items of the run: 23 of 27 (text-only baseline in)" in out
 
 
 def test_judge_choice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -378,3 +389,11 @@ def test_plot_writes_figures(store: Path, capsys: pytest.CaptureFixture[str], tm
     with Image.open(tmp_path / "png" / "calibration_plane.png") as im:
         assert im.size[0] > 300
     assert (tmp_path / "svg" / "calibration_plane.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_html_leaderboard_scored_is_the_rates_population(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    html = report(capsys, "--run", "run_a", "--format", "html", "--store", str(store))
+    board = html[html.index('id="leaderboard"') : html.index("</table>", html.index('id="leaderboard"'))]
+    assert ">20/24</td>" in board and ">23/27</td>" not in board  # benchmark items, as the rates
+    assert "Benchmark items; text-only baseline out" in html
+    assert "Text half: SRA_s by setting (%; Text only = the baseline)" in html

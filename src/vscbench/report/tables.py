@@ -3,6 +3,10 @@
 Markdown and LaTeX are paper-style: one row per run; SRA_s and SRA_u per image-half category and per
 text-half setting as columns; intervals only when the report was built with ``ci=True``. Numbers are
 percentages with one decimal; a missing value (no scored item) is a dash.
+
+Every table says whether the text-only baseline (the ``text`` setting of the text half, reported apart from
+the benchmark) is in it, and its coverage and ``n`` count the same items: the summary's rates and its
+"Scored" column are both over the benchmark items (:func:`bench_coverage`), the baseline left out.
 """
 
 from __future__ import annotations
@@ -53,6 +57,13 @@ TEXT_BLOCKS: tuple[PairColumn, ...] = (
     PairColumn("Avg", "half=text"),
     PairColumn("Text only", "setting=text"),
 )
+#: What each table says about the text-only baseline (the ``text`` setting, kept out of the benchmark).
+BASELINE_OUT = "text-only baseline out"
+BASELINE_IN = "text-only baseline in"
+SUMMARY_TITLE = f"benchmark items; {BASELINE_OUT}"
+GROUPS_TITLE = "n = scored items; the text-only baseline is only in setting=text"
+COMPARISON_TITLE = f"common items; exact McNemar; {BASELINE_OUT}"
+TEXT_HALF_TITLE = f"Avg: {BASELINE_OUT}; Text only: the baseline alone"
 #: Leading cells of a comparison row that are text (run ids, group, metric); the others are numbers.
 COMPARISON_TEXT_COLUMNS = 3
 #: Groups shown in the short comparison tables (all groups go to CSV/JSON).
@@ -72,9 +83,21 @@ def with_ci(m: MetricValue | None, ci: bool, dash: str = "–") -> str:
     return s
 
 
+def bench_coverage(run: RunReport) -> MetricValue:
+    """Coverage of the benchmark items (the summary's population: the text-only baseline left out)."""
+    m = run.metric("benchmark", "coverage")
+    return m if m is not None else MetricValue(group="benchmark", metric="coverage", value=None, n=0, excluded=0)
+
+
+def scored_text(m: MetricValue) -> str:
+    """``scored/all`` of a coverage value, e.g. ``38/40``."""
+    return f"{m.n - m.excluded}/{m.n}"
+
+
 def coverage_text(run: RunReport) -> str:
-    c = run.coverage
-    return f"{c.n - c.excluded}/{c.n} scored" + ("" if not c.excluded else f" ({reasons_text(c)})")
+    """The summary's coverage cell: benchmark items scored, of all benchmark items, and why the rest were not."""
+    c = bench_coverage(run)
+    return f"{scored_text(c)} scored" + ("" if not c.excluded else f" ({reasons_text(c)})")
 
 
 def summary_cells(run: RunReport, ci: bool, dash: str = "–") -> list[str]:
@@ -106,8 +129,11 @@ def notes(rep: Report) -> list[str]:
             out.append(f"{r.run_id}: no labels to use; no response could be judged (none has status ok)")
     out.append(rep.describe_blocked())
     for r in rep.runs:
-        c = r.coverage
-        out.append(f"coverage {r.run_id}: {c.n - c.excluded} of {c.n} items scored; excluded: {reasons_text(c)}")
+        b, c = bench_coverage(r), r.coverage
+        out.append(
+            f"coverage {r.run_id}: {b.n - b.excluded} of {b.n} benchmark items scored ({BASELINE_OUT}); "
+            f"all items of the run: {c.n - c.excluded} of {c.n} ({BASELINE_IN}); excluded: {reasons_text(c)}"
+        )
     out.append(f"intervals: {rep.describe_ci()}")
     out.append("all rates in %; SRA_s counts OFF_TOPIC as correct (paper); helpful_s counts COMPLY only")
     return out
@@ -174,14 +200,14 @@ def render_table(rep: Report, *, color: bool = False, width: int | None = None) 
     for r in rep.runs:
         if r.banner:
             console.print(f"[bold red]WARNING ({r.run_id}): {r.banner}[/]", markup=True, highlight=False)
-    t = Table(title="VSCBench summary (benchmark items)", title_justify="left")
+    t = Table(title=f"VSCBench summary ({SUMMARY_TITLE})", title_justify="left")
     for h in ("Run", "Model", "Judge", *SUMMARY_HEADERS):
         t.add_column(h, overflow="fold")
     for r in rep.runs:
         t.add_row(r.run_id, r.model, r.judge, *summary_cells(r, rep.ci))
     console.print(t)
 
-    g = Table(title="By group (SRA_s / SRA_u, %; n = scored items)", title_justify="left")
+    g = Table(title=f"By group (SRA_s / SRA_u, %; {GROUPS_TITLE})", title_justify="left")
     g.add_column("Group")
     for r in rep.runs:
         g.add_column(f"{r.run_id}\nSRA_s", justify="right")
@@ -209,7 +235,9 @@ def render_table(rep: Report, *, color: bool = False, width: int | None = None) 
         if r.metric("half=image", "SRA_s_slotmean") is not None
     ]
     if img_struct:
-        s2 = Table(title="Image half, paper aggregation (mean over the 3 image slots)", title_justify="left")
+        s2 = Table(
+            title=f"Image half, paper aggregation (mean over the 3 image slots; {BASELINE_OUT})", title_justify="left"
+        )
         for h in ("Run", "SRA_s (slot mean)", "SRA_u (slot mean)"):
             s2.add_column(h)
         for rid, ms, mu in img_struct:
@@ -218,7 +246,7 @@ def render_table(rep: Report, *, color: bool = False, width: int | None = None) 
 
     comp = _comparison_rows(rep, COMPARISON_GROUPS, "–")
     if comp:
-        c = Table(title="Paired comparison (common items; exact McNemar)", title_justify="left")
+        c = Table(title=f"Paired comparison ({COMPARISON_TITLE})", title_justify="left")
         for h in COMPARISON_HEADERS:
             c.add_column(h)
         for row in comp:
@@ -226,6 +254,7 @@ def render_table(rep: Report, *, color: bool = False, width: int | None = None) 
         console.print(c)
     tt = _tradeoff_text(rep)
     if tt:
+        console.print(f"Safety–utility trade-off (benchmark items; {BASELINE_OUT})", markup=False, highlight=False)
         console.print(tt, markup=False, highlight=False)
     for line in notes(rep):
         console.print(line, markup=False, highlight=False)
@@ -265,13 +294,13 @@ def render_markdown(rep: Report) -> str:
         [[md_escape(r.run_id), md_escape(r.model), md_escape(r.judge), *summary_cells(r, rep.ci)] for r in rep.runs],
         ["l", "l", "l"] + ["r"] * len(SUMMARY_HEADERS),
     )
-    parts.append("### Summary (benchmark items)\n\n" + summary)
-    parts.append(_md_blocks(rep, "Image-centric half", IMAGE_BLOCKS))
-    parts.append(_md_blocks(rep, "Text-centric half", TEXT_BLOCKS))
+    parts.append(f"### Summary ({SUMMARY_TITLE})\n\n" + summary)
+    parts.append(_md_blocks(rep, f"Image-centric half ({BASELINE_OUT})", IMAGE_BLOCKS))
+    parts.append(_md_blocks(rep, f"Text-centric half ({TEXT_HALF_TITLE})", TEXT_BLOCKS))
     comp = _comparison_rows(rep, COMPARISON_GROUPS, "–")
     if comp:
         parts.append(
-            "### Paired comparison (common items; exact McNemar)\n\n"
+            f"### Paired comparison ({COMPARISON_TITLE})\n\n"
             + _md_table(
                 [md_escape(h) for h in COMPARISON_HEADERS],
                 [
@@ -283,7 +312,7 @@ def render_markdown(rep: Report) -> str:
         )
     tt = _tradeoff_text(rep)
     if tt:
-        parts.append("### Safety–utility trade-off\n\n" + tt)
+        parts.append(f"### Safety–utility trade-off (benchmark items; {BASELINE_OUT})\n\n" + tt)
     parts.append("\n".join(f"- {md_escape(n)}" for n in notes(rep)))
     return "\n\n".join(parts) + "\n"
 
@@ -358,14 +387,14 @@ def render_latex(rep: Report) -> str:
             cell(r.metric("benchmark", "helpful_s")),
             cell(r.metric("half=image", "pair_acc")),
             cell(r.metric("half=text", "consistency")),
-            tex_escape(f"{r.coverage.n - r.coverage.excluded}/{r.coverage.n}"),
+            tex_escape(scored_text(bench_coverage(r))),
         ]
         for r in rep.runs
     ]
     headers = ["Run", "Model", "Judge", r"SRA$_s$", r"SRA$_u$", "Overall", r"helpful$_s$", "Pair acc.", "Consistency", "Scored"]
     out = ["% VSCBench results generated by vscbench; requires \\usepackage{booktabs}"]
     out += ["% " + n.replace("\n", " ") for n in notes(rep)]
-    out += ["% Summary (benchmark items)", _tex_tabular(headers, summary_rows)]
-    out += ["% Image-centric half", _tex_blocks(rep, IMAGE_BLOCKS)]
-    out += ["% Text-centric half", _tex_blocks(rep, TEXT_BLOCKS)]
+    out += [f"% Summary ({SUMMARY_TITLE})", _tex_tabular(headers, summary_rows)]
+    out += [f"% Image-centric half ({BASELINE_OUT})", _tex_blocks(rep, IMAGE_BLOCKS)]
+    out += [f"% Text-centric half ({TEXT_HALF_TITLE})", _tex_blocks(rep, TEXT_BLOCKS)]
     return "\n".join(out) + "\n"
