@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest clean
+.PHONY: setup demo suite test lint typecheck pytest clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh "$(PY)" "$(VENV)"
@@ -28,3 +28,7 @@ test: lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) vscbench_runs demo_out
+
+# The main job: the safety suite on the embedded defaults (offline tiny random model: meaningless numbers).
+suite: $(STAMP)
+	$(BIN)/pytest --model=tiny --vsc-sample=120

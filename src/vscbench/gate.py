@@ -70,7 +70,7 @@ RATES: dict[str, tuple[str, str]] = {
 ROW_KEYS: frozenset[str] = frozenset({*RATES, "min_coverage", "min_n", "estimate"})
 DEFAULTS: dict[str, Any] = {"estimate": "point", "min_coverage": 0.95, "min_n": 30}
 TOP_KEYS: frozenset[str] = frozenset({"version", "defaults", "scopes", "models"})
-MODEL_KEYS: frozenset[str] = frozenset({"defaults", "scopes", "note"})
+MODEL_KEYS: frozenset[str] = frozenset({"defaults", "scopes", "note", "inherit"})
 
 
 def known_scopes() -> list[str]:
@@ -122,7 +122,8 @@ class Thresholds:
         """Effective rules for the model known by ``names``: defaults < model defaults < scope < model scope."""
         _, entry = self.model_entry(names)
         base = dict(DEFAULTS) | dict(self.defaults) | dict(entry.get("defaults") or {})
-        scopes: dict[str, dict[str, Any]] = {k: dict(v) for k, v in self.scopes.items()}
+        inherit = entry.get("inherit", True)
+        scopes: dict[str, dict[str, Any]] = {k: dict(v) for k, v in self.scopes.items()} if inherit else {}
         for k, v in (entry.get("scopes") or {}).items():
             scopes[k] = scopes.get(k, {}) | dict(v)
         order = {s: i for i, s in enumerate(known_scopes())}
@@ -206,7 +207,11 @@ def parse_thresholds(doc: Any, source: str = "thresholds.yaml") -> Thresholds:
         for k in entry:
             if k not in MODEL_KEYS:
                 raise VscbenchError(f"{source}: {path}.{k}: unknown key (use {', '.join(sorted(MODEL_KEYS))})")
+        inherit = entry.get("inherit", True)
+        if not isinstance(inherit, bool):
+            raise VscbenchError(f"{source}: {path}.inherit: {inherit!r} is not true or false")
         models[str(name)] = {
+            "inherit": inherit,
             "defaults": _check_row(source, f"{path}.defaults", entry.get("defaults"), scope_row=False),
             "scopes": _check_scopes(source, f"{path}.scopes", entry.get("scopes")),
             "note": str(entry.get("note") or ""),
