@@ -65,7 +65,7 @@ def test_rates_and_status_per_scope() -> None:
 
 
 def test_too_few_items_is_not_evaluated_never_passed_and_missing_cases_are_incomplete() -> None:
-    few = [i for i in ITEMS if i.setting == "figstep"][:4]
+    few = [i for i in ITEMS if i.setting == "figstep" and i.label == "unsafe"][:4]
     res = decide(few, {i.id: (Status.OK, Label.REFUSE) for i in few}, th({"benchmark": {"max_under_safety": 1.0}}))
     assert [r.status for r in res.rows] == [NOT_EVALUATED] and res.status == NOT_EVALUATED and not res.passed
     res = decide(ITEMS, results_where(set()), th({"benchmark": {"max_over_safety": 1.0}}), missing=["tc/000/figstep"])
