@@ -304,11 +304,7 @@ def _configure_model(config: pytest.Config, state: SuiteState) -> None:
         seed=opt("vsc_seed"),
     )
     limits = Limits(concurrency=int(pick("vsc_concurrency", "concurrency") or 16), rpm=pick("vsc_rpm", "rpm"))
-    policy = RetryPolicy()
-    if opt("vsc_max_attempts") is not None:
-        policy = replace(policy, max_attempts=opt("vsc_max_attempts"))
-    if opt("vsc_timeout") is not None:
-        policy = replace(policy, timeout_s=opt("vsc_timeout"))
+    policy = RetryPolicy.for_model(spec, opt("vsc_max_attempts") or RetryPolicy().max_attempts, opt("vsc_timeout"))
     device = pick("vsc_device", "device") if spec.startswith("hf/") else None
     if worker is not None and device and str(device) == "cuda" and opt("vsc_device") is None:
         device = _worker_device(worker)
