@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from vscbench import __version__
@@ -39,6 +41,31 @@ def _add_store_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--store", help="SQLite store (default: $VSCBENCH_STORE or ./vscbench_runs/vscbench.sqlite)"
     )
+
+
+@contextmanager
+def _no_new_store_on_error(store: str | None) -> Iterator[None]:
+    """Rejected input leaves no debris: when the command fails with a user error and the store file (or its
+    folder) did not exist before, a store it left holding no run is removed, with its side files."""
+    from vscbench.store import Store, default_store_path
+
+    path = Path(store) if store else default_store_path()
+    had_file, had_dir = path.exists(), path.parent.exists()
+    try:
+        yield
+    except VscbenchError:
+        if not had_file and path.is_file():
+            with Store(path, create=False) as st:
+                unused = not st.list_runs()
+            if unused:
+                for p in (path, *(path.with_name(path.name + x) for x in ("-wal", "-shm", ".lock"))):
+                    p.unlink(missing_ok=True)
+                if not had_dir:
+                    try:
+                        path.parent.rmdir()
+                    except OSError:
+                        pass  # not empty: someone else's files
+        raise
 
 
 def _print_json(obj: Any) -> None:
@@ -247,37 +274,53 @@ def _register_data(sub: argparse._SubParsersAction[Any]) -> None:
 
 # ==== run / runs ====================================================================================
 def _cmd_run(a: argparse.Namespace) -> int:
-    from vscbench.runner.core import Limits, RetryPolicy
-    from vscbench.runner.run import excluded_by_reason, exclusion_summary, retry_command, run_generation
-    from vscbench.runner.select import Selection
     from vscbench.types import GenConfig
 
     config = GenConfig(temperature=a.temperature, max_tokens=a.max_tokens, seed=a.seed, top_p=a.top_p)
-    result = run_generation(
-        a.model,
+    with _no_new_store_on_error(a.store):
+        result = _generate(a, config)
+    return _report_run(a, config, result)
+
+
+def _generate(a: argparse.Namespace, config: Any) -> Any:
+    from vscbench.data import resolve_paths
+    from vscbench.runner.core import Limits, RetryPolicy
+    from vscbench.runner.run import ModelSetup, generate
+    from vscbench.runner.select import Selection
+
+    setup = ModelSetup(
+        model=a.model,
         base_url=a.base_url,
-        root=a.root,
-        metadata=a.metadata,
-        store=a.store,
-        run_id=a.run_id,
-        selection=Selection(
-            half=a.half,
-            settings=tuple(a.setting or ()),
-            categories=tuple(a.category or ()),
-            items_file=a.items,
-            limit=a.limit,
-            sample_seed=a.sample_seed,
-        ),
         config=config,
-        calibrations=a.calibration or (),
+        calibrations=tuple(a.calibration or ()),
+        device=a.device,
+        dtype=a.dtype,
+        batch_size=a.batch_size,
         limits=Limits(concurrency=a.concurrency, rpm=a.rpm, tpm=a.tpm),
         policy=RetryPolicy.for_model(a.model, a.max_attempts, a.timeout),
+    )
+    selection = Selection(
+        half=a.half,
+        settings=tuple(a.setting or ()),
+        categories=tuple(a.category or ()),
+        items_file=a.items,
+        limit=a.limit,
+        sample_seed=a.sample_seed,
+    )
+    return generate(
+        setup,
+        data=resolve_paths(a.root, a.metadata) if (a.root or a.metadata) else None,
+        store=a.store,
+        run_id=a.run_id,
+        selection=selection,
         retry_errors=a.retry_errors,
-        device=a.device,
-        batch_size=a.batch_size,
-        dtype=a.dtype,
         progress=False if a.no_progress else None,
     )
+
+
+def _report_run(a: argparse.Namespace, config: Any, result: Any) -> int:
+    from vscbench.runner.run import excluded_by_reason, exclusion_summary, retry_command
+
     c = result.counts
     if a.json:
         _print_json(
@@ -821,14 +864,35 @@ def _register_calibration(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _cmd_utility(a: argparse.Namespace) -> int:
-    from vscbench.runner.core import Limits, RetryPolicy
-    from vscbench.types import GenConfig
-    from vscbench.utility.run import run_utility
     from vscbench.utility.scoring import format_summary, nothing_scored
 
     if not a.model or not a.data:
         raise VscbenchError("utility needs -m MODEL and --data FILE.jsonl (or: vscbench utility make-synthetic)")
-    res = run_utility(
+    with _no_new_store_on_error(a.store):
+        res = _utility(a)
+    if a.json:
+        _print_json(
+            {"run_id": res.run_id, "store": str(res.store_path), "sent": res.sent, "counts": res.counts}
+            | {"scorer": res.grader or "rules", "utility": res.summary.to_dict()}
+        )
+    else:
+        sys.stdout.write(
+            f"run {res.run_id}{' (resumed)' if res.resumed else ''}\nstore {res.store_path}\n"
+            f"{format_summary(res.summary)}\n"
+        )
+    why = nothing_scored(res.summary)
+    if why:
+        sys.stderr.write(f"vscbench: run {res.run_id}: {why}\n")
+        return 1
+    return 0
+
+
+def _utility(a: argparse.Namespace) -> Any:
+    from vscbench.runner.core import Limits, RetryPolicy
+    from vscbench.types import GenConfig
+    from vscbench.utility.run import run_utility
+
+    return run_utility(
         a.model,
         a.data,
         calibrations=a.calibration or (),
@@ -846,21 +910,6 @@ def _cmd_utility(a: argparse.Namespace) -> int:
         dtype=a.dtype,
         progress=False if a.no_progress else None,
     )
-    if a.json:
-        _print_json(
-            {"run_id": res.run_id, "store": str(res.store_path), "sent": res.sent, "counts": res.counts}
-            | {"scorer": res.grader or "rules", "utility": res.summary.to_dict()}
-        )
-    else:
-        sys.stdout.write(
-            f"run {res.run_id}{' (resumed)' if res.resumed else ''}\nstore {res.store_path}\n"
-            f"{format_summary(res.summary)}\n"
-        )
-    why = nothing_scored(res.summary)
-    if why:
-        sys.stderr.write(f"vscbench: run {res.run_id}: {why}\n")
-        return 1
-    return 0
 
 
 def _cmd_utility_make_synthetic(a: argparse.Namespace) -> int:
