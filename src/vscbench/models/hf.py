@@ -87,6 +87,34 @@ def decoder_layers(model: Any) -> Any:
     raise PermanentError(f"cannot find the decoder layers of {type(model).__name__} for activation methods")
 
 
+def _load_processor(tf: Any, source: str, kw: dict[str, Any]) -> Any:
+    """``AutoProcessor.from_pretrained``; without torchvision, the model's processor less its video processor.
+
+    transformers 5 builds video processors (Qwen2-VL's, Qwen2.5-VL's, ...) with torchvision only, so
+    ``AutoProcessor`` fails on those models where torchvision is missing, although the engine sends images
+    only. The fallback loads the same processor class with its ``video_processor`` attribute left out (its
+    ``__call__`` skips what it lacks); any other failure is raised as it was.
+    """
+    try:
+        return tf.AutoProcessor.from_pretrained(source, **kw)
+    except ImportError as exc:
+        if "torchvision" not in str(exc).lower():
+            raise
+        from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
+
+        cls: Any = PROCESSOR_MAPPING.get(type(tf.AutoConfig.from_pretrained(source, **kw)), None)
+        if cls is None or "video_processor" not in cls.get_attributes():
+            raise
+        full = cls.get_attributes()
+        image_only: Any = type(
+            cls.__name__,
+            (cls,),
+            {"get_attributes": classmethod(lambda _c: [a for a in full if a != "video_processor"])},
+        )
+        log.info("torchvision is not installed: %s loaded without its video processor", cls.__name__)
+        return image_only.from_pretrained(source, **kw)
+
+
 @dataclass
 class _Pending:
     request: Request
@@ -206,7 +234,7 @@ class HFProvider:
         kw: dict[str, Any] = {"local_files_only": True} if self.local_path is not None else {}
         torch_dtype = "auto" if self.dtype == "auto" else getattr(self.torch, self.dtype)
         try:
-            processor = tf.AutoProcessor.from_pretrained(source, **kw)
+            processor = _load_processor(tf, source, kw)
             model = tf.AutoModelForImageTextToText.from_pretrained(source, dtype=torch_dtype, **kw)
         except (OSError, ValueError, KeyError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
