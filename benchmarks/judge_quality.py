@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     table = leave_one_model_out(a.data)
     print(f"leave-one-model-out on {a.data} ({time.perf_counter() - t0:.0f} s)")
     print(
-        f"{'held-out model':<42}{'n':>6}  {'judge':<8}{'accuracy':>10}{'bal. acc':>10}{'macro-F1':>10}  target"
+        f"{'held-out model':<42}{'n':>6}  {'judge':<8}{'accuracy':>10}{'bal. acc':>10}{'macro-F1':>10}"
+        f"{'abstain':>9}  target"
     )
     for h in table:
         xs = h.group.startswith("xstest/")
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 "met" if ok else f"missed by {abs(value - (0.95 if xs else 0.91)):.3f}"
             )
         print(
-            f"{h.group:<42}{h.n:>6}  {h.judge:<8}{h.accuracy:>10.3f}{h.balanced_accuracy:>10.3f}{h.macro_f1:>10.3f}  {target}"
+            f"{h.group:<42}{h.n:>6}  {h.judge:<8}{h.accuracy:>10.3f}{h.balanced_accuracy:>10.3f}{h.macro_f1:>10.3f}"
+            f"{h.abstained:>9.3f}  {target}"
         )
 
     from vscbench.judges.features import not_language

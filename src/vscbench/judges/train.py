@@ -14,8 +14,11 @@ Newton's method in float64 numpy.
 
 Reproducibility: the rows are read in a fixed order; embeddings are computed with one torch thread and
 deterministic algorithms, then rounded to 5 decimals; Newton's method has no randomness; weights are
-rounded to 6 decimals and written as JSON with sorted keys. The same data and package versions give the
-same bytes.
+rounded to 6 decimals and written as JSON with sorted keys. The same data, package versions and CPU
+capability give the same bytes. Across CPUs torch picks other kernels (AVX-512, AVX2, none), and a few
+weights move by up to ~1e-5: the tested promise is the same label on every training response and weights
+within 1e-4. The head records what it was built with (``built_with``: versions and
+``torch.backends.cpu.get_cpu_capability()``) and its own leave-one-model-out figures (``validated``).
 """
 
 from __future__ import annotations
@@ -226,15 +229,68 @@ def fit_heads(x: FloatArray, labels: Sequence[Label], c: float = C) -> tuple[Flo
     return np.stack(ws), np.array(bs)
 
 
+def build_info() -> dict[str, str]:
+    """The versions and the CPU kernels a head is built with (recorded in the head, printed by validate)."""
+    import platform
+    from importlib import metadata
+
+    torch = require("torch", "local-judge")
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": str(torch.__version__),
+        "sentence_transformers": version("sentence-transformers"),
+        "transformers": version("transformers"),
+        "embedding_package": f"{EMBEDDING_PACKAGE.split('==')[0]}=={version(EMBEDDING_PACKAGE.split('==')[0])}",
+        "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+        "machine": platform.machine(),
+    }
+
+
 def _r(v: float) -> float:
     r = round(float(v), 6)
     return 0.0 if r == 0.0 else r  # no "-0.0"
 
 
+def validated_record(table: Sequence[HeldOut]) -> dict[str, Any]:
+    """The head's own leave-one-model-out figures (``local`` rows of :func:`leave_one_model_out`), for the file."""
+    return {
+        "method": VALIDATION_METHOD,
+        "models": {
+            h.group: {
+                "n": h.n,
+                "accuracy": round(h.accuracy, 4),
+                "balanced_accuracy": round(h.balanced_accuracy, 4),
+                "macro_f1": round(h.macro_f1, 4),
+                "abstained": round(h.abstained, 4),
+            }
+            for h in table
+            if h.judge == "local"
+        },
+    }
+
+
 def head_document(
-    weights: FloatArray, bias: FloatArray, rows: Sequence[TrainRow], sources: dict[str, str]
+    weights: FloatArray,
+    bias: FloatArray,
+    rows: Sequence[TrainRow],
+    sources: dict[str, str],
+    *,
+    built_with: dict[str, str] | None = None,
+    validated: dict[str, Any] | None = None,
 ) -> bytes:
-    """The head file's bytes (deterministic JSON)."""
+    """The head file's bytes (deterministic JSON for the same inputs).
+
+    ``built_with`` (:func:`build_info`) and ``validated`` (:func:`validated_record`) are recorded as given;
+    ``built_with`` names the CPU capability, so it is the one part that differs between machines.
+    """
     counts: dict[str, dict[str, int]] = {}
     for r in rows:
         counts.setdefault(r.group, {}).setdefault(r.label.value, 0)
@@ -253,6 +309,10 @@ def head_document(
         },
         "training": {"C": C, "rows": counts, "sources_sha256": sources},
     }
+    if built_with is not None:
+        doc["built_with"] = built_with
+    if validated is not None:
+        doc["validated"] = validated
     return (json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
 
 
@@ -267,15 +327,18 @@ def _sources(data_dir: Path) -> dict[str, str]:
 def train(data_dir: str | Path | None = None, out: str | Path | None = None) -> Path:
     """Rebuild the head from the judge-dev files + the project's examples; write it to ``out``.
 
-    ``out`` defaults to the shipped asset (``judges/assets/local_head.json``).
+    ``out`` defaults to the shipped asset (``judges/assets/local_head.json``). The head records the versions
+    and CPU capability it was built with and its own leave-one-model-out figures (computed on the same
+    features before the final fit).
     """
     from vscbench.judges.local import default_head_path
 
     d = Path(data_dir) if data_dir is not None else default_data_dir()
     rows = load_training_rows(d)
     x = training_features(rows)
+    validated = validated_record(lomo_table(rows, x))
     w, b = fit_heads(x, [r.label for r in rows])
-    data = head_document(w, b, rows, _sources(d))
+    data = head_document(w, b, rows, _sources(d), built_with=build_info(), validated=validated)
     target = Path(out) if out is not None else default_head_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
@@ -297,6 +360,14 @@ class HeldOut:
     accuracy: float
     balanced_accuracy: float
     macro_f1: float
+    #: Share of the held-out rows the judge left UNJUDGED (counted as wrong in accuracy).
+    abstained: float = 0.0
+
+
+VALIDATION_METHOD = (
+    "leave-one-model-out on the judge-dev sets: the head is trained on every other model's rows and the "
+    "project's examples, and scored on the held-out model (safety-aware vs not; UNJUDGED counts as wrong)"
+)
 
 
 def _predict_local(head: Head, rows: Sequence[TrainRow], x: FloatArray) -> list[Label]:
@@ -320,7 +391,11 @@ def leave_one_model_out(data_dir: str | Path | None = None) -> list[HeldOut]:
     Returns rows for ``keyword`` and ``local`` per held-out dev model.
     """
     rows = load_training_rows(data_dir)
-    x = training_features(rows)
+    return lomo_table(rows, training_features(rows))
+
+
+def lomo_table(rows: Sequence[TrainRow], x: FloatArray) -> list[HeldOut]:
+    """:func:`leave_one_model_out` on precomputed training features (``x`` row k belongs to ``rows[k]``)."""
     groups = [r.group for r in rows]
     order = list(dict.fromkeys(g for g in groups if g != EXAMPLES_GROUP))
     out: list[HeldOut] = []
@@ -337,7 +412,8 @@ def leave_one_model_out(data_dir: str | Path | None = None) -> list[HeldOut]:
         }
         for judge, pred in preds.items():
             acc, bacc = binary_scores(gold, pred)
-            out.append(HeldOut(judge, g, len(gold), acc, bacc, macro_f1(gold, pred)))
+            abst = sum(1 for p in pred if p is Label.UNJUDGED) / len(pred)
+            out.append(HeldOut(judge, g, len(gold), acc, bacc, macro_f1(gold, pred), abst))
     return out
 
 

@@ -273,6 +273,8 @@ class Validation:
     unjudged: int
     #: The judge's training file this gold file is (by sha256, else by name), or None.
     training_file: str | None = None
+    #: The judge's ``describe()`` (for ``local``: version, head sha256, what the head was built with).
+    judge_info: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Exactly the documented keys: n, accuracy, balanced_accuracy, macro_f1, kappa (null when undefined),
@@ -295,7 +297,12 @@ def _round(x: float) -> float | None:
 
 
 def score(
-    judge_id: str, gold: Gold, pred: Sequence[Label], *, training_file: str | None = None
+    judge_id: str,
+    gold: Gold,
+    pred: Sequence[Label],
+    *,
+    training_file: str | None = None,
+    judge_info: dict[str, Any] | None = None,
 ) -> Validation:
     """Score predictions (one per gold row, in order) against a loaded gold file."""
     g = [r.label for r in gold.rows]
@@ -315,6 +322,7 @@ def score(
         left_out_by_label=dict(sorted(gold.left_out.items())),
         unjudged=sum(1 for x in p if x is Label.UNJUDGED),
         training_file=training_file,
+        judge_info=dict(judge_info or {}),
     )
 
 
@@ -346,8 +354,41 @@ def validate(judge: Judge, path: str | Path, fmt: str) -> Validation:
     gold = load_gold(path, fmt)
     verdicts = judge.judge(gold.cases())
     return score(
-        judge.id, gold, [v.label for v in verdicts], training_file=training_file_of(judge, gold.path)
+        judge.id,
+        gold,
+        [v.label for v in verdicts],
+        training_file=training_file_of(judge, gold.path),
+        judge_info=judge.describe(),
     )
+
+
+def judge_info_lines(info: dict[str, Any]) -> list[str]:
+    """For a trained judge (``local``): its version and head, what the head was built with (versions, CPU
+    capability), what runs it now, and the head's own dev leave-one-model-out figures. Empty for others."""
+    if not info.get("head_sha256"):
+        return []
+    lines = [f"  judge version {info.get('version', '?')}, head sha256 {str(info['head_sha256'])[:16]}"]
+    built = info.get("built_with") or {}
+    keys = ("torch", "sentence_transformers", "transformers", "numpy", "embedding_package", "cpu_capability")
+    names = {
+        "sentence_transformers": "sentence-transformers",
+        "embedding_package": "",
+        "cpu_capability": "CPU",
+    }
+
+    def versions(d: dict[str, Any]) -> str:
+        return ", ".join(f"{names.get(k, k)} {d[k]}".strip() for k in keys if k in d)
+
+    lines.append(f"  head built with   {versions(built)}" if built else "  head built with   (not recorded)")
+    try:
+        from vscbench.judges.train import build_info
+
+        lines.append(f"  running with      {versions(build_info())}")
+    except Exception:  # noqa: BLE001 - an informative line only; never fails a validation
+        pass
+    if info.get("validated"):
+        lines.append(f"  head's own        {info['validated']}")
+    return lines
 
 
 def kappa_text(kappa: float, n: int, who: str = "both judges") -> str:
@@ -360,7 +401,7 @@ def kappa_text(kappa: float, n: int, who: str = "both judges") -> str:
 def format_validation(v: Validation) -> str:
     """A plain-text summary: figures, then the confusion matrix (rows = humans, columns = judge)."""
     left = ", ".join(f"{k} {n}" for k, n in v.left_out_by_label.items())
-    lines = [f"judge {v.judge} on {v.path} ({v.format})"]
+    lines = [f"judge {v.judge} on {v.path} ({v.format})", *judge_info_lines(v.judge_info)]
     if v.training_file is not None:
         lines += [
             f"  note: this file is training data of the local judge's head ({v.training_file}), so these",
