@@ -140,5 +140,5 @@ def test_runs_on_a_missing_store_says_so_and_creates_nothing(
 
     path = tmp_path / "missing.sqlite"
     assert main(["runs", "--store", str(path)]) == 0
-    assert capsys.readouterr().out.strip() == f"no runs yet in {path}"
+    assert capsys.readouterr().out.strip() == f"no runs yet in {path} (--store FILE or $VSCBENCH_STORE to look elsewhere)"
     assert not path.exists()
