@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -75,6 +76,77 @@ class Item:
         kw = {k: v for k, v in d.items() if k in names}
         kw["pair"] = tuple(kw.get("pair") or ())
         return cls(**kw)
+
+
+@dataclass(frozen=True)
+class ItemIdParts:
+    """The parts of an item id; the one item-id scheme (``data/items.py`` builds ids of this form):
+
+    * image half: ``ic/<category>/<NNN>/<safe|unsafe>/<slot>``, e.g. ``ic/drugs/007/unsafe/2``;
+    * text half: ``tc/<NNN>/<setting>``, e.g. ``tc/125/figstep``.
+
+    ``index`` is the query's number (``NNN``, zero-padded to at least three digits); ``setting`` is
+    ``image`` for the image half. :func:`parse_item_id` and :func:`format_item_id` are inverse.
+    """
+
+    half: Half
+    index: int
+    setting: str
+    category: str | None = None
+    label: SafetyLabel | None = None
+    slot: int | None = None
+
+    @property
+    def query_id(self) -> str:
+        """``ic/<category>/<NNN>`` or ``tc/<NNN>``: what :attr:`Item.query_id` holds."""
+        return f"ic/{self.category}/{self.index:03d}" if self.half == "image" else f"tc/{self.index:03d}"
+
+
+#: The two safety labels, and the image slots per label of an image-half query.
+SAFETY_LABELS: tuple[str, ...] = ("safe", "unsafe")
+IMAGE_SLOTS: tuple[int, ...] = (0, 1, 2)
+_IC_ID = re.compile(r"ic/([a-z_]+)/([0-9]{3,})/(safe|unsafe)/([0-9]+)")
+_TC_ID = re.compile(r"tc/([0-9]{3,})/([a-z]+)")
+
+
+def format_item_id(parts: ItemIdParts) -> str:
+    """The item id of ``parts``; ``ValueError`` for parts no item can have."""
+    if parts.index < 0:
+        raise ValueError(f"item id: query number {parts.index} is negative")
+    if parts.half == "image":
+        if parts.setting != "image" or parts.category not in CATEGORIES or parts.label not in SAFETY_LABELS:
+            raise ValueError(f"item id: {parts!r} is not an image-half item")
+        if parts.slot not in IMAGE_SLOTS:
+            raise ValueError(f"item id: image slot {parts.slot!r} is not one of 0, 1, 2")
+        return f"{parts.query_id}/{parts.label}/{parts.slot}"
+    if parts.half == "text":
+        extra = (parts.category, parts.label, parts.slot)
+        if parts.setting not in TEXT_SETTINGS or extra != (None, None, None):
+            raise ValueError(f"item id: {parts!r} is not a text-half item")
+        return f"{parts.query_id}/{parts.setting}"
+    raise ValueError(f"item id: half {parts.half!r} is not image or text")
+
+
+def parse_item_id(item_id: str) -> ItemIdParts:
+    """The parts of a canonical item id (see :class:`ItemIdParts`); ``ValueError`` naming the id otherwise.
+
+    Only the exact form :func:`format_item_id` writes is accepted (``tc/7/text`` and ``tc/0125/text`` are
+    not ids), so ``format_item_id(parse_item_id(s)) == s`` for every accepted ``s``.
+    """
+    parts: ItemIdParts | None = None
+    if m := _IC_ID.fullmatch(item_id):
+        label: SafetyLabel = "safe" if m[3] == "safe" else "unsafe"
+        parts = ItemIdParts("image", int(m[2]), "image", m[1], label, int(m[4]))
+    elif m := _TC_ID.fullmatch(item_id):
+        parts = ItemIdParts("text", int(m[1]), m[2])
+    try:
+        if parts is not None and format_item_id(parts) == item_id:
+            return parts
+    except ValueError:
+        pass
+    raise ValueError(
+        f"{item_id!r} is not an item id (ic/<category>/<NNN>/<safe|unsafe>/<slot> or tc/<NNN>/<setting>)"
+    )
 
 
 class Status(enum.StrEnum):
