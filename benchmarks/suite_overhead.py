@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import pstats
@@ -254,9 +255,10 @@ def _top_cprofile(profile: Path, n: int) -> None:
 
 def _top_pyspy(raw: Path, rate: int, n: int) -> None:
     """What dominates a py-spy ``--idle --threads -f raw`` record of the main thread, in wall seconds:
-    inclusive time of the project's functions (vscbench, vsc_fixtures) and of everything, and own time."""
+    inclusive time of the project's functions (vscbench, vsc_fixtures), own time, and time in imports."""
     incl: dict[str, int] = {}
     own: dict[str, int] = {}
+    imports: dict[str, int] = {}
     total = 0
     main_ids: set[str] = set()
     lines = raw.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -272,6 +274,12 @@ def _top_pyspy(raw: Path, rate: int, n: int) -> None:
         total += c
         for f in dict.fromkeys(frames[1:]):
             incl[f] = incl.get(f, 0) + c
+        for k, f in enumerate(frames[1:], 1):  # the outermost import on the stack: what, and who asked
+            if f.startswith("_find_and_load ("):
+                mod = next((g for g in frames[k:] if g.startswith("<module> (")), "<module> (?:0)")
+                key = f"{mod[len('<module> (') :].split(':')[0]}  <- {frames[k - 1]}"
+                imports[key] = imports.get(key, 0) + c
+                break
         leaf = frames[-1] if len(frames) > 1 else "(idle)"
         own[leaf] = own.get(leaf, 0) + c
 
@@ -283,6 +291,7 @@ def _top_pyspy(raw: Path, rate: int, n: int) -> None:
     ours = ("vscbench/", "vsc_fixtures/")
     show("inclusive, project functions", incl, lambda f: any(o in f for o in ours))
     show("own time (leaf frames)", own, lambda f: True)
+    show("imports, outermost (module <- the frame that imported it)", imports, lambda f: True)
 
 
 def _profile(
@@ -385,6 +394,7 @@ def run_benchmark(
 
         runs: dict[str, list[Child]] = {k: [] for k in commands(tmp)}
         full_runs: dict[str, Child] = {}
+        profiles = io.StringIO()
         try:
             for r in range(repeat):
                 order = list(runs)
@@ -410,12 +420,14 @@ def run_benchmark(
                 full_runs = {"prefill": pre, "cached": again}
 
             if profile_dir is not None:  # untimed extra runs: a fresh baseline store, the cached full store
-                print(f"\nprofiles ({'py-spy, wall clock' if py_spy else 'cProfile, CPU'}) in {profile_dir}:")
-                _profile(
-                    commands(tmp / "prof.sqlite")["suite"], "suite_baseline", profile_dir, env, py_spy, top
-                )
-                if full:
-                    _profile(full_cmd, "suite_all_cached", profile_dir, env, py_spy, top)
+                with contextlib.redirect_stdout(profiles):
+                    print(
+                        f"\nprofiles ({'py-spy, wall clock' if py_spy else 'cProfile, CPU'}) in {profile_dir}:"
+                    )
+                    base = commands(tmp / "prof.sqlite")["suite"]
+                    _profile(base, "suite_baseline", profile_dir, env, py_spy, top)
+                    if full:
+                        _profile(full_cmd, "suite_all_cached", profile_dir, env, py_spy, top)
         finally:
             server.terminate()
             server.wait(10)
@@ -484,6 +496,7 @@ def run_benchmark(
                 + _shown(full_runs["cached"].cmd, url, tmp)
                 + "   # twice: prefill, then the timed re-run"
             )
+        print(profiles.getvalue(), end="")
     for f in failures:
         print("PROBLEM: " + f)
     return 1 if failures else 0
