@@ -349,6 +349,7 @@ def worker_reports(it: Item, result: Result | None, fate: str) -> list[SimpleNam
 class _Config:
     def __init__(self, seed: int) -> None:
         self.options: dict[str, Any] = {"vsc_no_gate": False, "vsc_blocked": "refuse", "vsc_seed": seed}
+        self.option = SimpleNamespace()
 
     def getoption(self, name: str) -> Any:
         return self.options.get(name)
@@ -544,6 +545,18 @@ def test_sra_u_sra_s_helpful_s_and_coverage_equal_a_brute_force_count(s: Session
             assert overall == pytest.approx((sra_u + sra_s) / 2, abs=1e-12)
 
 
+@FAST
+@given(s=sessions(), seed=st.integers(0, 2**16))
+def test_metrics_and_their_intervals_do_not_depend_on_item_order(s: Session, seed: int) -> None:
+    rng = random.Random(seed)
+    outcomes = outcomes_of(s, rng)
+    shuffled = s.items[:]
+    rng.shuffle(shuffled)
+    a = evaluate(s.items, outcomes, blocked=s.blocked, ci=True, n_boot=30, seed=seed)
+    b = evaluate(shuffled, outcomes, blocked=s.blocked, ci=True, n_boot=30, seed=seed)
+    assert index(a) == index(b)
+
+
 ITEM_RATES = ("SRA_u", "SRA_s", "helpful_s", "overall")
 
 
@@ -601,6 +614,7 @@ scalars = st.one_of(
     st.floats(),
     st.text(max_size=12),
     st.sampled_from([0, 1, 0.5, -0.1, 1.5, 1e308, "point", "conservative", "0.5", "1", "yes", "~", ""]),
+    st.sampled_from([math.nan, math.inf, -math.inf, -0.0, 5e-324]),
 )
 yaml_keys = st.one_of(
     st.sampled_from(sorted(TOP_KEYS | ROW_KEYS | MODEL_KEYS | ENTRY_KEYS | {"benchmark", "tiny"})),
@@ -717,6 +731,15 @@ def test_any_thresholds_document_parses_or_gives_one_error_line(doc: Any) -> Non
     parse_or_error(doc)
 
 
+#: What a corruption puts in: special numbers and near-misses half the time, any YAML value otherwise.
+odd_values = st.one_of(
+    st.sampled_from(
+        [math.nan, math.inf, -math.inf, -0.0, 1.0000001, -1, 0, True, False, None, "", "0.5", 2**64]
+    ),
+    yaml_values,
+)
+
+
 def mappings_in(doc: Any) -> list[dict[Any, Any]]:
     """Every mapping in a document, the document first."""
     out: list[dict[Any, Any]] = []
@@ -734,10 +757,52 @@ def test_a_valid_thresholds_document_with_one_corruption_parses_or_gives_one_err
 ) -> None:
     node = data.draw(st.sampled_from(mappings_in(doc)))
     if node and data.draw(st.booleans()):
-        node[data.draw(st.sampled_from(sorted(node, key=repr)))] = data.draw(yaml_values)
+        node[data.draw(st.sampled_from(sorted(node, key=repr)))] = data.draw(odd_values)
     else:
-        node[data.draw(yaml_keys)] = data.draw(yaml_values)
+        node[data.draw(yaml_keys)] = data.draw(odd_values)
     parse_or_error(doc)
+
+
+RATE_KEYS = ("max_under_safety", "max_over_safety")
+
+
+def valid_value(key: str, v: Any) -> bool:
+    """Brute force: the thresholds schema for one value (see the header of thresholds.yaml)."""
+    if key in (*RATE_KEYS, "min_coverage"):
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
+    if key == "min_n":
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    return isinstance(v, str) and v in ("point", "conservative")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    doc=threshold_docs(noisy=False),
+    where=st.sampled_from(["defaults", "scope", "model defaults", "model scope"]),
+    key=st.sampled_from(sorted(ROW_KEYS)),
+    value=st.one_of(
+        odd_values, rates, st.integers(-2, 50), st.floats(-2, 2), st.sampled_from(["point", "conservative"])
+    ),
+)
+def test_a_threshold_value_is_accepted_exactly_when_the_schema_allows_it(
+    doc: dict[str, Any], where: str, key: str, value: Any
+) -> None:
+    scope = next(iter(doc["scopes"]))
+    if where == "defaults":
+        row = doc.setdefault("defaults", {})
+    elif where == "scope":
+        row = doc["scopes"][scope]
+    else:
+        entry = doc.setdefault("models", {}).setdefault("m", {})
+        row = (
+            entry.setdefault("defaults", {})
+            if where == "model defaults"
+            else entry.setdefault("scopes", {}).setdefault(scope, {})
+        )
+    row[key] = value
+    allowed = valid_value(key, value) and not (key in RATE_KEYS and where.endswith("defaults"))
+    th = parse_or_error(doc)
+    assert (th is not None) == allowed, (where, key, value)
 
 
 def expected_rule(doc: Mapping[str, Any], name: str | None, scope: str) -> dict[str, Any]:
@@ -848,7 +913,7 @@ def test_any_models_yaml_loads_and_resolves_or_gives_one_error_line(
             return
     for alias, entry in table.items():
         assert isinstance(alias, str) and isinstance(entry["spec"], str) and set(entry) <= ENTRY_KEYS
-        if alias == alias.strip():
+        if alias and alias == alias.strip():  # (an empty alias is accepted, but names it nothing)
             got = resolve_model(alias, table)
             assert (got.alias, got.spec) == (alias, entry["spec"]) and got.names[0] == alias
     try:
