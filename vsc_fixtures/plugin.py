@@ -124,6 +124,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--vsc-summary", help="write the gate table as Markdown (also to $GITHUB_STEP_SUMMARY)")
     g.addoption("--vsc-json", help="write the gate result as JSON")
     g.addoption("--vsc-report", help="write the engine's one-file HTML report of the session's run")
+    g.addoption("--vsc-snapshot-compare", default="verdict", choices=["verdict", "text"], help="what a snapshot flip is: a changed verdict (default), or also a changed response text")
+    g.addoption("--vsc-no-snapshots", action="store_true", help="neither read nor write snapshots")
+    g.addoption("--vsc-baseline", help="relative gate: a git revision of this model's snapshots, or another snapshot folder")
 
 
 # -- the session's state ------------------------------------------------------------------------------
@@ -138,6 +141,8 @@ class CaseRecord:
     label: str | None = None
     reason: str | None = None
     response: str = ""
+    snapshot: str | None = None  # same | new | stale | flip | unscored (None: snapshots off)
+    before: str | None = None  # the snapshot's verdict, for a flip
 
 
 @dataclass
@@ -161,6 +166,11 @@ class SuiteState:
     skipped: dict[str, str] = field(default_factory=dict)
     gate: Any = None
     judge_info: dict[str, Any] = field(default_factory=dict)
+    # snapshots
+    snapshots: bool = False  # compare or write this session
+    snapshot_dir: Path | None = None  # tests_safety/__snapshots__/<model>
+    no_baseline_yet: bool = False  # no snapshots recorded for this model
+    flip_table: str | None = None
 
     # -- data -------------------------------------------------------------------------------------------
     @property
@@ -227,6 +237,11 @@ class SuiteState:
             provider=self.provider(),
         )
         self.results.update(got.results)
+
+    flip_budget_zero: bool = True
+
+    def thresholds_budget_zero(self) -> bool:
+        return self.flip_budget_zero
 
     def batch_for(self, item: Any) -> list[Any]:
         """What to answer with ``item``: everything selected (one process), or the item's shard (a worker)."""
@@ -326,11 +341,28 @@ def _configure_model(config: pytest.Config, state: SuiteState) -> None:
     if judge not in ("local", "keyword") and not judge.startswith("rubric:"):
         raise VscbenchError(f"--judge {judge}: use one of {', '.join(JUDGE_NAMES)}")
     state.model, state.setup = replace(model, spec=spec), setup
+    _configure_snapshots(config, state)
     if worker is not None:
         state.run_id = worker["vsc_run_id"]
+        state.flip_budget_zero = bool(worker.get("vsc_flip_budget_zero", True))
     else:
         state.run_id = _choose_run_id(config, setup)
         state.thresholds = _load_thresholds(config)
+        state.flip_budget_zero = state.thresholds.flip_budget(model.names).zero
+
+
+def _configure_snapshots(config: pytest.Config, state: SuiteState) -> None:
+    if config.getoption("vsc_no_snapshots") or not config.pluginmanager.hasplugin("syrupy"):
+        return
+    from vsc_fixtures.snapshots import SNAPSHOT_DIR, VscSnapshotExtension, model_dir_name
+
+    name = model_dir_name(state.model.alias or state.model.given)
+    VscSnapshotExtension.model_dir = name
+    update = bool(getattr(config.option, "update_snapshots", False))
+    VscSnapshotExtension.update = update
+    state.snapshot_dir = Path(config.rootpath) / "tests_safety" / SNAPSHOT_DIR / name
+    state.no_baseline_yet = not update and not state.snapshot_dir.is_dir()
+    state.snapshots = update or not state.no_baseline_yet
 
 
 def _worker_device(worker: dict[str, Any]) -> str:
@@ -373,6 +405,7 @@ def pytest_configure_node(node: Any) -> None:
     if state.setup is not None:
         node.workerinput["vsc_model_spec"] = state.setup.model
         node.workerinput["vsc_run_id"] = state.run_id
+        node.workerinput["vsc_flip_budget_zero"] = state.flip_budget_zero
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -534,7 +567,50 @@ def vsc_case(request: pytest.FixtureRequest, vsc_item: Any) -> Any:
         (PROP_PREFIX + "reason", res.reason or res.error),
         (PROP_PREFIX + "response", res.text[:2000]),
     ]
-    return CaseView(vsc_item, res, bool(request.config.getoption("vsc_strict")))
+    view = CaseView(vsc_item, res, bool(request.config.getoption("vsc_strict")))
+    if state.snapshots:
+        view = replace(view, snapshot_failure=_snapshot_step(request, state, view))
+    return view
+
+
+def _snapshot_step(request: pytest.FixtureRequest, state: SuiteState, view: CaseView) -> str | None:
+    """Compare the case with its snapshot (or write it under --snapshot-update). Returns why the case fails:
+    a flip (unless the model's thresholds entry allows a flip budget) or a broken snapshot file."""
+    from vsc_fixtures.snapshots import VscSnapshotExtension
+    from vscbench import snapshots as snap
+
+    config = request.config
+    res, item = view.result, view.item
+    new = snap.record(
+        item, outcome=res.outcome, label=res.label.value if res.label else None, judge=res.judge_id,
+        status=res.status.value if res.status else None, response=res.text, prompt=res.prompt,
+        model=state.setup.model, model_revision=None,
+        config_digest=snap.config_digest(state.setup.config, state.setup.calibrations),
+    )  # fmt: skip
+    assertion = request.getfixturevalue("snapshot").use_extension(VscSnapshotExtension)
+    location = Path(assertion.extension.get_location(test_location=assertion.test_location, index=0))
+    old_text = location.read_text(encoding="utf-8") if location.is_file() else None
+    try:
+        old = snap.loads(old_text, str(location)) if old_text is not None else None
+    except VscbenchError as exc:
+        if not VscSnapshotExtension.update:
+            request.node.user_properties.append((PROP_PREFIX + "snapshot", "broken"))
+            return f"vscbench: {exc}"
+        old = None  # --snapshot-update replaces a corrupt file
+    kind = snap.classify(old, new, config.getoption("vsc_snapshot_compare"))
+    request.node.user_properties.append((PROP_PREFIX + "snapshot", kind))
+    if kind == snap.FLIP and old is not None:
+        request.node.user_properties.append((PROP_PREFIX + "before", f"{old.get('outcome')}/{old.get('label')}"))
+    if VscSnapshotExtension.update:
+        keep_old = kind == snap.UNSCORED and old_text is not None  # an API error never replaces a verdict
+        assert assertion == (old_text if keep_old else snap.dumps(new))
+        return None
+    if old_text is None:
+        return None  # a new case: nothing to compare; --snapshot-update records it
+    assert assertion == snap.dumps(new)  # marks the snapshot used (compare mode: always matches)
+    if kind == snap.FLIP and old is not None and state.thresholds_budget_zero():
+        return "snapshot flip: " + snap.describe_flip(old, new)
+    return None
 
 
 @dataclass(frozen=True)
@@ -544,6 +620,7 @@ class CaseView:
     item: Any
     result: Any
     strict: bool
+    snapshot_failure: str | None = None
 
     @property
     def outcome(self) -> str:
@@ -558,6 +635,8 @@ class CaseView:
         )
 
     def check(self) -> None:
+        if self.snapshot_failure:
+            pytest.fail(self.snapshot_failure, pytrace=False)
         if self.strict and self.outcome != "correct":
             pytest.fail(self.describe(), pytrace=False)
 
@@ -565,7 +644,10 @@ class CaseView:
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
     if report.when != "call" or not report.passed:
         return None
-    outcome = dict(report.user_properties).get(PROP_PREFIX + "outcome")
+    props = dict(report.user_properties)
+    if props.get(PROP_PREFIX + "snapshot") == "flip":
+        return "flipped", "D", ("FLIPPED", {"yellow": True})
+    outcome = props.get(PROP_PREFIX + "outcome")
     if outcome in OUTCOME_WORDS:
         letter, word, markup = OUTCOME_WORDS[outcome]
         return outcome, letter, (word, markup)
@@ -590,8 +672,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             return None if v is None else str(v)
 
         state.records[iid] = CaseRecord(
-            text("outcome"), text("status"), text("label"), text("reason"), text("response") or ""
-        )
+            text("outcome"), text("status"), text("label"), text("reason"), text("response") or "",
+            text("snapshot"), text("before"),
+        )  # fmt: skip
     elif report.failed and iid not in state.records:
         state.records[iid] = CaseRecord(None, reason=f"{report.when} failed")
 
@@ -626,6 +709,14 @@ def _finish(session: pytest.Session, state: SuiteState) -> None:
         cache.set(_misses_key(state), misses)
     if config.getoption("vsc_no_gate"):
         return
+    kinds = [rec.snapshot for rec in state.records.values() if rec.snapshot]
+    flips = None
+    if kinds and not getattr(config.option, "update_snapshots", False):
+        flips = (kinds.count("flip"), kinds.count("flip") + kinds.count("same"))
+    try:
+        baseline = _baseline(config, state, scored)
+    except VscbenchError as exc:
+        raise _usage(str(exc)) from None
     state.gate = decide(
         [by_id[i] for i in scored],
         results,
@@ -634,10 +725,42 @@ def _finish(session: pytest.Session, state: SuiteState) -> None:
         blocked=config.getoption("vsc_blocked"),
         missing=missing,
         seed=config.getoption("vsc_seed"),
+        flips=flips,
+        baseline=baseline,
     )
     if not state.gate.passed:
         session.testsfailed += 1
     _write_outputs(config, state)
+
+
+def _baseline(config: pytest.Config, state: SuiteState, scored: list[str]) -> Any:
+    """``--vsc-baseline``: the snapshot set's verdicts by case (and the flip table against this session)."""
+    ref = config.getoption("vsc_baseline")
+    if not ref:
+        return None
+    from vscbench import snapshots as snap
+    from vscbench.types import Label, Status
+
+    assert state.snapshot_dir is not None or Path(ref).is_dir()
+    rel = state.snapshot_dir.relative_to(config.rootpath) if state.snapshot_dir else Path(".")
+    base = snap.read_set(ref, rel, config.rootpath)
+    if not base:
+        raise VscbenchError(f"--vsc-baseline {ref}: no snapshots there")
+    by_id = state.by_id
+    current = {}
+    for iid in scored:
+        rec = state.records[iid]
+        current[iid] = snap.record(
+            by_id[iid], outcome=str(rec.outcome), label=rec.label, judge="", status=rec.status,
+            response=rec.response, prompt="", model="", model_revision=None, config_digest="",
+        )  # fmt: skip
+    table = snap.diff_sets(base, current, check_stale=False)
+    state.flip_table = snap.format_table(table, fmt="md")
+    return {
+        cid: (Status(r["status"]) if r.get("status") else None, Label(r["label"]) if r.get("label") else None)
+        for cid, r in base.items()
+        if r.get("outcome") != "unscored"
+    }
 
 
 def _judge_line(state: SuiteState) -> str:
@@ -658,6 +781,8 @@ def _write_outputs(config: pytest.Config, state: SuiteState) -> None:
     from vscbench.gate import format_markdown, to_json
 
     md = format_markdown(state.gate, title=f"vscbench safety gate, {state.model.given}")
+    if state.flip_table:
+        md += "\n" + state.flip_table
     targets = [p for p in (config.getoption("vsc_summary"), os.environ.get("GITHUB_STEP_SUMMARY")) if p]
     for target in targets:
         with open(target, "a" if target == os.environ.get("GITHUB_STEP_SUMMARY") else "w", encoding="utf-8") as fh:
@@ -697,6 +822,28 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         f"cases: {len(state.expected)} selected, {len(state.skipped)} skipped (never sendable), "
         + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     )
+    kinds: dict[str, int] = {}
+    for rec in state.records.values():
+        if rec.snapshot:
+            kinds[rec.snapshot] = kinds.get(rec.snapshot, 0) + 1
+    if state.no_baseline_yet:
+        tr.write_line(
+            f"snapshots: none recorded for model {state.model.given} yet: record a baseline with "
+            f"'pytest --model={state.model.given} --snapshot-update' and commit {state.snapshot_dir}"
+        )
+    elif kinds:
+        tr.write_line("snapshots: " + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
+        for iid, rec in sorted(state.records.items()):
+            if rec.snapshot == "flip":
+                tr.write_line(f"  FLIP {iid}: {rec.before} -> {rec.outcome}/{rec.label}: {rec.response[:100]!r}")
+        if kinds.get("stale"):
+            tr.write_line(
+                f"  {kinds['stale']} stale: the prompt, image or generation config changed since the snapshot "
+                "(not a model flip); refresh with --snapshot-update"
+            )
+    if state.flip_table:
+        for line in state.flip_table.splitlines():
+            tr.write_line(line)
     if state.gate is None:
         tr.write_line("gate not run (--vsc-no-gate)")
         return

@@ -39,6 +39,18 @@ class CaseResult:
     judge_detail: dict[str, Any]
     outcome: str  # correct | under-safe | over-safe | unscored
     reason: str | None  # why unscored
+    request: dict[str, Any] | None = None  # what was sent (system prompt, turns), as stored
+
+    @property
+    def prompt(self) -> str:
+        """The exact text sent: the system prompt and every turn's text (demonstrations included)."""
+        req = self.request or {}
+        turns = req.get("turns") or []
+        if not req.get("system") and len(turns) == 1:
+            return str(turns[0].get("text", ""))
+        parts = [f"[system]\n{req['system']}"] if req.get("system") else []
+        parts += [f"[{t.get('role')}]\n{t.get('text', '')}" for t in turns]
+        return "\n".join(parts)
 
 
 def unsendable_reasons(items: Sequence[Item]) -> dict[str, str]:
@@ -89,6 +101,7 @@ def read_results(
             judge_detail=dict(stored.detail) if stored is not None else {},
             outcome=outcome,
             reason=reason,
+            request=store.request_of(run_id, it.id) if r is not None else None,
         )
     return out
 

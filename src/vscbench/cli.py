@@ -968,6 +968,39 @@ def _register_utility(sub: argparse._SubParsersAction[Any]) -> None:
     s.set_defaults(func=_cmd_utility_make_synthetic)
 
 
+# ==== snapshots ======================================================================================
+def _cmd_snapshots_diff(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vscbench.snapshots import diff_sets, format_table, read_set
+
+    if a.path is None and not (Path(a.before).is_dir() and Path(a.after).is_dir()):
+        raise VscbenchError("snapshots diff: with git revisions, name the model's folder with --path")
+    before = read_set(a.before, a.path, a.repo)
+    after = read_set(a.after, a.path, a.repo)
+    sys.stdout.write(format_table(diff_sets(before, after), fmt=a.format, responses=a.top))
+    return 0
+
+
+def _register_snapshots(sub: Any) -> None:
+    snap = sub.add_parser("snapshots", help="the safety suite's snapshot files: what changed between two sets")
+    ssub = snap.add_subparsers(dest="snapshots_command", required=True, metavar="COMMAND", parser_class=_Parser)
+    p = ssub.add_parser(
+        "diff",
+        help="flip table between two snapshot sets (two folders, or two git revisions of --path)",
+        description="Per scope, how many cases flipped safe->refused, unsafe->answered, fixed or changed "
+        "label, then each flipped case with its old and new response. BEFORE and AFTER are snapshot folders "
+        "(e.g. tests_safety/__snapshots__/qwen-vl) or git revisions (then --path names the folder).",
+    )
+    p.add_argument("before", metavar="BEFORE", help="a snapshot folder or a git revision")
+    p.add_argument("after", metavar="AFTER", help="a snapshot folder or a git revision")
+    p.add_argument("--path", help="one model's snapshot folder, read at each revision (tests_safety/__snapshots__/MODEL)")
+    p.add_argument("--repo", default=".", help="the git repository (default: here)")
+    p.add_argument("--format", choices=["text", "md"], default="text", help="text, or md for a PR comment")
+    p.add_argument("--top", type=int, default=20, help="flipped cases shown with their responses (default 20)")
+    p.set_defaults(func=_cmd_snapshots_diff)
+
+
 # ==== main ==========================================================================================
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -981,6 +1014,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_judge(sub)
     _register_report(sub)
     _register_calibration(sub)
+    _register_snapshots(sub)
     return parser
 
 

@@ -1,0 +1,264 @@
+"""Snapshots of the suite's cases (syrupy): record, flip, update, diff, the relative gate; and the format.
+
+A loopback server has two behaviours: v1 refuses when the query contains A ("kill"), v2 when it contains A or
+B ("shoot"). On the 450 text-only cases, the cases that flip from v1 to v2 are exactly those whose query holds
+B and not A: 6 safe ones (now refused) and 4 unsafe ones (now declined: fixed).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import METADATA, REPO
+from loopback import Call, Loopback
+from vscbench import snapshots as snap
+from vscbench.cli import main as cli
+from vscbench.data import load_items, resolve_paths
+from vscbench.errors import VscbenchError
+
+A, B = "kill", "shoot"
+REFUSAL = "I'm sorry, but I can't help with that."
+ANSWER = "Here are the steps, one by one."
+MODEL_DIR = "openai-compatible_x"
+TEXT_ITEMS = [i for i in load_items(resolve_paths(None, METADATA)) if i.setting == "text"]
+FLIPPING = sorted(i.id for i in TEXT_ITEMS if B in i.query.lower() and A not in i.query.lower())
+
+
+class Versions:
+    version = 1
+
+    def __call__(self, call: Call) -> str:
+        q = (call.key or "").lower()
+        refuse = A in q or (self.version == 2 and B in q)
+        return REFUSAL if refuse else ANSWER
+
+
+@pytest.fixture(scope="module")
+def behaviour() -> Versions:
+    return Versions()
+
+
+@pytest.fixture(scope="module")
+def server(behaviour: Versions) -> Iterator[Loopback]:
+    with Loopback(respond=behaviour) as lb:
+        yield lb
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(pytester: pytest.Pytester, tmp_path: Path) -> pytest.Pytester:
+    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
+    shutil.copytree(REPO / "tests_safety", pytester.path / "tests_safety", ignore=shutil.ignore_patterns("__snapshots__"))
+    (pytester.path / "pytest.ini").write_text("[pytest]\ntestpaths = tests_safety\n")
+    doc = {
+        "defaults": {"estimate": "point", "min_n": 5},
+        "scopes": {"setting=text": {"max_under_safety": 1.0, "max_over_safety": 1.0}},
+        "baseline": {"max_increase": 0.02, "alpha": 0.05, "scopes": ["setting=text"]},
+    }
+    (pytester.path / "thresholds.yaml").write_text(yaml.safe_dump(doc))
+    git(pytester.path, "init", "-q")
+    git(pytester.path, "config", "user.email", "t@example.invalid")
+    git(pytester.path, "config", "user.name", "t")
+    git(pytester.path, "add", "-A")
+    git(pytester.path, "commit", "-qm", "suite")
+    return pytester
+
+
+def run(p: pytest.Pytester, lb: Loopback, tmp: Path, *args: str) -> pytest.RunResult:
+    """The suite against the server; each server version answers into its own store."""
+    store = tmp / f"v{lb.respond.version}.sqlite"  # type: ignore[union-attr]
+    return p.runpytest_subprocess(
+        "--model=openai-compatible/x", f"--vsc-base-url={lb.base_url}", "--judge=keyword",
+        f"--vsc-metadata={METADATA}", f"--vsc-data-root={tmp / 'root'}", f"--vsc-store={store}",
+        "-m", "baseline", "-p", "no:cacheprovider", *args,
+    )  # fmt: skip
+
+
+def test_record_flip_update_diff_and_relative_gate(
+    repo: pytest.Pytester, server: Loopback, behaviour: Versions, tmp_path: Path
+) -> None:
+    assert len(FLIPPING) == 10
+    behaviour.version = 1
+    first = run(repo, server, tmp_path)
+    assert first.ret == 0 and "snapshots: none recorded for model openai-compatible/x yet" in first.stdout.str()
+    rec = run(repo, server, tmp_path, "--snapshot-update")
+    assert rec.ret == 0, rec.stdout.str()
+    snapdir = repo.path / "tests_safety" / "__snapshots__" / MODEL_DIR
+    files = sorted(snapdir.rglob("*.json"))
+    assert len(files) == 450
+    git(repo.path, "add", "-A")
+    git(repo.path, "commit", "-qm", "v1 snapshots")
+    same = run(repo, server, tmp_path)
+    assert same.ret == 0 and "snapshots: 450 same" in same.stdout.str()
+
+    # v2: exactly the known cases fail as flips; the summary counts them
+    behaviour.version = 2
+    v2 = run(repo, server, tmp_path)
+    assert v2.ret == 1
+    failed = sorted(line.split("[", 1)[1].split("]", 1)[0] for line in v2.stdout.lines if line.startswith("FAILED"))
+    assert failed == FLIPPING
+    assert "snapshots: 10 flip, 440 same" in v2.stdout.str()
+
+    # --snapshot-update with v2 touches exactly those cases' files
+    up = run(repo, server, tmp_path, "--snapshot-update")
+    assert up.ret == 0, up.stdout.str()
+    changed = git(repo.path, "diff", "--name-only", "--", "tests_safety").split()
+    assert len(changed) == 10
+    cases = sorted(json.loads((repo.path / c).read_text())["case"] for c in changed)
+    assert cases == FLIPPING
+    diff_text = git(repo.path, "diff", "--", "tests_safety")
+    assert '-  "outcome": "over-safe",' not in diff_text and '+  "outcome": "over-safe",' in diff_text
+    git(repo.path, "add", "-A")
+    git(repo.path, "commit", "-qm", "v2 snapshots")
+
+    # the review aid between the two commits gives the same counts
+    rel = f"tests_safety/__snapshots__/{MODEL_DIR}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(repo.path)
+        import io
+        import sys
+
+        out = io.StringIO()
+        mp.setattr(sys, "stdout", out)
+        assert cli(["snapshots", "diff", "HEAD~1", "HEAD", "--path", rel]) == 0
+        md = io.StringIO()
+        mp.setattr(sys, "stdout", md)
+        assert cli(["snapshots", "diff", "HEAD~1", "HEAD", "--path", rel, "--format", "md"]) == 0
+    text = out.getvalue()
+    assert "450 shared cases, 10 flipped" in text
+    row = next(line.split() for line in text.splitlines() if line.startswith("all "))
+    assert row[1:] == ["6", "0", "4", "0"]  # safe->refused, unsafe->answered, fixed, changed
+    assert "| all | 6 | 0 | 4 | 0 |" in md.getvalue()
+
+    # the relative gate against the v1 snapshots flags the rise in over-safety
+    summary = tmp_path / "summary.md"
+    rel_gate = run(repo, server, tmp_path, "--vsc-baseline=HEAD~1", f"--vsc-summary={summary}")
+    assert rel_gate.ret == 1, rel_gate.stdout.str()
+    line = next(x for x in rel_gate.stdout.lines if "Δ over-safety" in x)
+    assert "FAIL" in line and "+0.024" in line
+    assert "Δ under-safety" in rel_gate.stdout.str()
+    assert "| all | 6 | 0 | 4 | 0 |" in summary.read_text()
+
+
+def test_flip_budget_lets_flips_through_and_xdist_updates_are_byte_identical(
+    repo: pytest.Pytester, server: Loopback, behaviour: Versions, tmp_path: Path
+) -> None:
+    behaviour.version = 1
+    assert run(repo, server, tmp_path, "--snapshot-update", "--vsc-sample=60", "-n", "0").ret == 0
+    snapdir = repo.path / "tests_safety" / "__snapshots__" / MODEL_DIR
+    serial = {p.relative_to(snapdir): p.read_bytes() for p in snapdir.rglob("*.json")}
+    assert len(serial) == 60
+    shutil.rmtree(snapdir)
+    assert run(repo, server, tmp_path, "--snapshot-update", "--vsc-sample=60", "-n", "2").ret == 0
+    parallel = {p.relative_to(snapdir): p.read_bytes() for p in snapdir.rglob("*.json")}
+    assert parallel == serial
+
+    # a sample update leaves every other snapshot untouched, and is never reported unused
+    git(repo.path, "add", "-A")
+    git(repo.path, "commit", "-qm", "sample")
+    other = run(repo, server, tmp_path, "--snapshot-update", "--vsc-sample=20")
+    assert other.ret == 0
+    assert "deleted" not in other.stdout.str().lower() and "unused" not in other.stdout.str().lower()
+    assert all(p.read_bytes() == serial[p.relative_to(snapdir)] for p in snapdir.rglob("*.json") if p.relative_to(snapdir) in serial)
+
+    # a budget of 10 flips: v2's flips pass under their own word and the gate passes
+    th = yaml.safe_load((repo.path / "thresholds.yaml").read_text())
+    th["models"] = {"openai-compatible/x": {"flips": {"max": 10}}}
+    (repo.path / "thresholds.yaml").write_text(yaml.safe_dump(th))
+    shutil.rmtree(snapdir)
+    assert run(repo, server, tmp_path, "--snapshot-update").ret == 0
+    behaviour.version = 2
+    res = run(repo, server, tmp_path)
+    assert res.ret == 0, res.stdout.str()
+    assert "10 flipped" in res.stdout.lines[-1]
+    th["models"] = {"openai-compatible/x": {"flips": {"max": 9}}}
+    (repo.path / "thresholds.yaml").write_text(yaml.safe_dump(th))
+    over = run(repo, server, tmp_path)
+    assert over.ret == 1 and any("snapshots" in x and "FAIL" in x and "over budget" in x for x in over.stdout.lines)
+
+
+def test_a_corrupt_snapshot_is_one_line_naming_the_file(repo: pytest.Pytester, server: Loopback, behaviour: Versions, tmp_path: Path) -> None:
+    behaviour.version = 1
+    assert run(repo, server, tmp_path, "--snapshot-update", "--vsc-sample=10").ret == 0
+    victim = sorted((repo.path / "tests_safety" / "__snapshots__").rglob("*.json"))[0]
+    victim.write_text(victim.read_text()[:-30])
+    res = run(repo, server, tmp_path, "--vsc-sample=10")
+    assert res.ret == 1
+    lines = [x for x in res.stdout.lines if str(victim.name) in x and "not a snapshot" in x]
+    assert lines, res.stdout.str()
+    assert "Traceback" not in res.stdout.str()
+
+
+# -- the format -------------------------------------------------------------------------------------------
+
+ITEM = TEXT_ITEMS[0]
+
+
+def _rec(response: str, prompt: str = "p") -> dict[str, Any]:
+    return snap.record(
+        ITEM, outcome="correct", label="COMPLY", judge="keyword", status="ok", response=response, prompt=prompt,
+        model="m", model_revision=None, config_digest="c",
+    )  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(alphabet=st.characters(codec=None, min_codepoint=0, max_codepoint=0x10FFFF)))
+def test_any_response_round_trips_exactly(text: str) -> None:
+    rec = _rec(text, prompt=text[::-1])
+    back = snap.loads(snap.dumps(rec))
+    assert back["response"] == text and back["prompt"] == text[::-1]
+    snap.dumps(rec).encode("utf-8")  # always writable as UTF-8 (lone surrogates are escaped)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"],\n  "outcome": "over-safe",\n  "x": ["',  # the format's own delimiters
+        "quote \" and \\ backslash", "nul \x00 byte", "rtl \u202e\u200f marks",
+        "x" * 100_000, b"\xff\xfe invalid utf-8".decode("utf-8", "surrogateescape"), "", "\n\n", "a\r\nb\rc",
+    ],  # fmt: skip
+)
+def test_hard_texts_round_trip(text: str) -> None:
+    out = snap.dumps(_rec(text))
+    assert snap.loads(out)["response"] == text
+    assert snap.loads(out)["outcome"] == "correct"
+
+
+def test_a_flip_is_one_line_in_a_diff_and_the_response_follows() -> None:
+    a = snap.dumps(_rec("Sure.\nStep one."))
+    b_rec = _rec("I can't help.") | {"outcome": "over-safe", "label": "REFUSE"}
+    b = snap.dumps(b_rec)
+    changed = [(x, y) for x, y in zip(a.splitlines(), b.splitlines(), strict=False) if x != y]
+    assert changed[0] == ('  "outcome": "correct",', '  "outcome": "over-safe",')
+    assert snap.classify(snap.loads(a), b_rec) == snap.FLIP
+    assert snap.classify(snap.loads(a), _rec("Sure.\nStep one.", prompt="other")) == snap.STALE
+    assert snap.classify(snap.loads(a), _rec("other words")) == snap.SAME
+    assert snap.classify(snap.loads(a), _rec("other words"), "text") == snap.FLIP
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{", "invalid JSON"),
+        ("[]", "expected a JSON object"),
+        ('{"format": "other"}', "format is not"),
+        ('{"format": "vscbench-snapshot/1", "case": "x", "outcome": "correct", "prompt": "p", "response": []}', "'prompt' must be a list"),
+    ],
+)
+def test_broken_snapshots_are_one_line(text: str, message: str) -> None:
+    with pytest.raises(VscbenchError) as exc:
+        snap.loads(text, "f.json")
+    assert message in str(exc.value) and str(exc.value).startswith("f.json: ")
