@@ -507,6 +507,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         state.expected = {n.stash[ITEM_KEY].id for n in items if ITEM_KEY in n.stash}
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if _vsc_cases(session.items):
+        import gc
+
+        gc.freeze()  # thousands of cases live until exit: keep the collector from walking them again and again
+
+
 def _misses_key(state: SuiteState) -> str:
     return f"{CACHE_MISSES}/{state.setup.key()}"
 
@@ -811,7 +818,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
     tr = terminalreporter
     tr.section("vscbench safety gate")
-    tr.write_line(f"model {state.model.given} ({state.setup.model}), run {state.run_id}")
+    from vscbench.report.names import model_label
+
+    tr.write_line(f"model {state.model.given} ({model_label(state.setup.model)}), run {state.run_id}")
     if state.model.note:
         tr.write_line(f"note: {state.model.note}")
     tr.write_line(_judge_line(state))

@@ -127,7 +127,9 @@ def answer_and_judge(
     """Generate what is missing for ``items`` in run ``run_id`` (created or resumed), judge the unlabelled
     ``ok`` responses, and return every item's :class:`CaseResult`. Errored items are asked again."""
     run: RunResult | None = None
-    if items:
+    with Store(store) as st:  # everything answered already (a re-run): no provider, no model load
+        done = st.completed_item_ids(run_id, include_errors=False) if st.has_run(run_id) else set()
+    if any(it.id not in done for it in items):
         run = generate(
             setup,
             data=data,
