@@ -19,6 +19,7 @@ that the fuzz strategies can then be widened to cover them).
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import random
 import tempfile
@@ -775,18 +776,16 @@ def valid_value(key: str, v: Any) -> bool:
     return isinstance(v, str) and v in ("point", "conservative")
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    doc=threshold_docs(noisy=False),
-    where=st.sampled_from(["defaults", "scope", "model defaults", "model scope"]),
-    key=st.sampled_from(sorted(ROW_KEYS)),
-    value=st.one_of(
-        odd_values, rates, st.integers(-2, 50), st.floats(-2, 2), st.sampled_from(["point", "conservative"])
-    ),
-)
-def test_a_threshold_value_is_accepted_exactly_when_the_schema_allows_it(
-    doc: dict[str, Any], where: str, key: str, value: Any
-) -> None:
+WHERES = ("defaults", "scope", "model defaults", "model scope")
+#: Values at and around the edges of the schema, each tried in every place (a sweep, not a draw).
+SPECIAL_VALUES: list[Any] = [
+    *(math.nan, math.inf, -math.inf, -0.0, 0, 1, 1.0, 1.0000001, -1e-9, 5e-324, 2**64, 10**300),
+    *(True, False, None, "", "0.5", "1", "point", "conservative", "Point", [], {}, [0.5], {"x": 1}),
+]
+
+
+def place(doc: dict[str, Any], where: str, key: str, value: Any) -> bool:
+    """Put ``key: value`` in one row of a valid document; True when the schema allows it there."""
     scope = next(iter(doc["scopes"]))
     if where == "defaults":
         row = doc.setdefault("defaults", {})
@@ -800,9 +799,30 @@ def test_a_threshold_value_is_accepted_exactly_when_the_schema_allows_it(
             else entry.setdefault("scopes", {}).setdefault(scope, {})
         )
     row[key] = value
-    allowed = valid_value(key, value) and not (key in RATE_KEYS and where.endswith("defaults"))
-    th = parse_or_error(doc)
-    assert (th is not None) == allowed, (where, key, value)
+    return valid_value(key, value) and not (key in RATE_KEYS and where.endswith("defaults"))
+
+
+def test_every_edge_value_is_accepted_exactly_where_the_schema_allows_it() -> None:
+    for where, key, value in itertools.product(WHERES, sorted(ROW_KEYS), SPECIAL_VALUES):
+        doc = {"scopes": {"benchmark": {"max_under_safety": 0.1}}, "models": {"m": {"note": "n"}}}
+        allowed = place(doc, where, key, value)
+        assert (parse_or_error(doc) is not None) == allowed, (where, key, value)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    doc=threshold_docs(noisy=False),
+    where=st.sampled_from(WHERES),
+    key=st.sampled_from(sorted(ROW_KEYS)),
+    value=st.one_of(
+        st.sampled_from(SPECIAL_VALUES), odd_values, rates, st.integers(-2, 50), st.floats(-2, 2), st.floats()
+    ),
+)
+def test_a_threshold_value_is_accepted_exactly_when_the_schema_allows_it(
+    doc: dict[str, Any], where: str, key: str, value: Any
+) -> None:
+    allowed = place(doc, where, key, value)
+    assert (parse_or_error(doc) is not None) == allowed, (where, key, value)
 
 
 def expected_rule(doc: Mapping[str, Any], name: str | None, scope: str) -> dict[str, Any]:
