@@ -4,7 +4,9 @@ For each dev model (XSTest: gpt4, mistralinstruct; MSTS: the four models of its 
 ``local`` head is trained on every other model's rows (plus the project's own examples) and scored on the
 held-out one; ``keyword`` needs no training. Figures are on safety-aware vs not; macro-F1 over four classes.
 Targets for ``local``: accuracy >= 0.95 on each XSTest model, balanced accuracy >= 0.91 on each MSTS model (issue 13),
->= 300 responses/s on 2 cores.
+>= 300 responses/s on 2 cores. Then what calibrated abstention (``--judge local:abstain=L``) does: the share of
+each held-out model's responses left UNJUDGED and the accuracy on the rest; the 'not language' rule's hits on
+the dev responses (refusals and answers apart); and the speed.
 
     python benchmarks/judge_quality.py [--data ../shared/data/judge-dev] [--threads 2] [--skip-speed]
 """
@@ -66,10 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from vscbench.judges.train import EXAMPLES_GROUP, leave_one_model_out, load_training_rows, throughput
+    from vscbench.judges.train import (
+        ABSTAIN_LEVELS,
+        EXAMPLES_GROUP,
+        abstention_table,
+        fit_calibration,
+        load_training_rows,
+        lomo_scores,
+        throughput,
+        training_features,
+    )
 
     t0 = time.perf_counter()
-    table = leave_one_model_out(a.data)
+    all_rows = load_training_rows(a.data)
+    table, z = lomo_scores(all_rows, training_features(all_rows))
     print(f"leave-one-model-out on {a.data} ({time.perf_counter() - t0:.0f} s)")
     print(
         f"{'held-out model':<42}{'n':>6}  {'judge':<8}{'accuracy':>10}{'bal. acc':>10}{'macro-F1':>10}"
@@ -88,6 +100,21 @@ def main(argv: list[str] | None = None) -> int:
             f"{h.group:<42}{h.n:>6}  {h.judge:<8}{h.accuracy:>10.3f}{h.balanced_accuracy:>10.3f}{h.macro_f1:>10.3f}"
             f"{h.abstained:>9.3f}  {target}"
         )
+
+    calibration = fit_calibration(all_rows, z)
+    print(
+        f"\ncalibrated abstention (local:abstain=L; Platt a={calibration['a']:.3f} b={calibration['b']:.3f} on the"
+        " held-out scores): share abstained, then accuracy / balanced accuracy on the judged rows"
+    )
+    abst = abstention_table(all_rows, z, calibration, ABSTAIN_LEVELS)
+    groups = list(dict.fromkeys(h.group for h in table))
+    print(f"{'held-out model':<42}" + "".join(f"{'L=' + format(lv, 'g'):>22}" for lv in ABSTAIN_LEVELS))
+    for g in groups:
+        cells = []
+        for lv in ABSTAIN_LEVELS:
+            h = next(h for h in abst if h.group == g and h.judge == f"local:abstain={lv:g}")
+            cells.append(f"{h.abstained:>6.1%} {h.judged_accuracy:.3f}/{h.judged_balanced_accuracy:.3f}")
+        print(f"{g:<42}" + "".join(f"{c:>22}" for c in cells))
 
     from vscbench.judges.features import not_language
 
