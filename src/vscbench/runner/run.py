@@ -871,3 +871,119 @@ def generate(
         progress=progress,
         provider=provider,
     )
+
+
+# -- arbitrary items (robustness variants): answered through the same execution, cached by item id ------
+
+#: Run kind of a run of items that are not benchmark items (the suite's robustness variants).
+VARIANTS_KIND = "variants"
+
+
+def generate_items(
+    setup: ModelSetup,
+    items: Sequence[Item],
+    *,
+    store: str | Path | None = None,
+    run_id: str,
+    provider: Provider | None = None,
+    retry_errors: bool = True,
+    progress: bool | None = False,
+) -> RunResult:
+    """Answer arbitrary ``items`` (ids, queries and image files of their own, e.g. the suite's robustness
+    variants ``rb/<seed id>/<hash>``) with ``setup`` into run ``run_id`` of kind ``variants`` (created, or
+    resumed: its model, generation config and calibration specs must match).
+
+    Only items without an ``ok``/``blocked``/``empty`` response are sent (with ``retry_errors``, errored ones
+    are asked again), through the same request building, concurrency, retry policy and per-response commits
+    as :func:`run_generation`; with nothing to send no provider is opened. Items whose query a calibration
+    was fitted on are never sent (``excluded``). ``provider`` (e.g. the suite's in-process model) is used and
+    not closed; otherwise ``setup.open()`` gives one, closed at the end."""
+    check_run_id(run_id)
+    cals = parse_calibrations(setup.calibrations)
+    held_out: frozenset[str] = frozenset()
+    for cal in cals:
+        bind = getattr(cal, "bind_model", None)
+        if bind is not None:
+            bind(setup.model)
+        held = getattr(cal, "excluded_query_ids", None)
+        if held is not None:
+            held_out |= held()
+    unique = list({it.id: it for it in items}.values())
+    excluded = {it.id: CALIBRATION_SPLIT_NOTE for it in unique if it.query_id in held_out}
+    wanted: dict[str, Any] = {
+        "model": setup.model,
+        "config": setup.config.to_dict(),
+        "calibration_specs": list(setup.calibrations),
+    }
+    provider_name, _ = parse_model_spec(setup.model)
+    with Store(store) as st, contextlib.ExitStack() as planning:
+        planning.enter_context(st.exclusive())
+        resumed = st.has_run(run_id)
+        if resumed:
+            info = st.get_run(run_id)
+            if info.kind != VARIANTS_KIND:
+                raise VscbenchError(f"run '{run_id}' is a {info.kind} run, not a {VARIANTS_KIND} run")
+            _check_resume(run_id, info.manifest, wanted)
+        answered = st.completed_item_ids(run_id, include_errors=False) if resumed else set()
+        errored = st.completed_item_ids(run_id) - answered if resumed else set()
+        pending = [
+            it
+            for it in unique
+            if it.id not in excluded and it.id not in answered and (retry_errors or it.id not in errored)
+        ]
+        for it in pending:
+            if it.image is not None and not Path(it.image).is_file():
+                raise VscbenchError(f"{it.image}: image missing (item {it.id})")
+        if not pending:
+            return RunResult(run_id, st.path, st.counts(run_id) if resumed else {}, ExecStats(), 0,
+                             len(unique) - len(excluded), excluded, resumed)  # fmt: skip
+        for cal in cals:
+            cal.prepare(pending)
+        requests = [build_request(it, setup.config, cals) for it in pending]
+        own = provider is None
+        prov = setup.open() if provider is None else provider
+        describe = dict(prov.describe())
+        invocation = {"started_at": time.time(), "pending": len(pending), "base_url_host": describe.get("base_url_host")}
+        if resumed:
+            st.add_run_items(run_id, pending)
+            manifest = st.get_run(run_id).manifest
+            st.update_manifest(run_id, {"invocations": [*manifest.get("invocations", []), invocation]})
+        else:
+            manifest = wanted | {
+                "kind": VARIANTS_KIND,
+                "provider": provider_name,
+                "base_url_host": describe.get("base_url_host"),
+                "provider_info": describe,
+                "calibrations": [{"spec": c.spec, "manifest": c.manifest()} for c in cals],
+                "vscbench_version": __version__,
+                "created_at": time.time(),
+                "invocations": [invocation],
+            }
+            st.create_run(run_id, kind=VARIANTS_KIND, model=setup.model, manifest=manifest, items=pending)
+        planning.close()  # the lock is released before the first request is sent
+
+        limits = setup.limits
+        batch = int(getattr(prov, "batch_size", 1) or 1)  # an in-process model: let a batch queue up
+        if batch > limits.concurrency:
+            limits = replace(limits, concurrency=batch)
+
+        async def main() -> ExecStats:
+            try:
+                return await execute_to_store(
+                    st, run_id, prov, requests, limits=limits, policy=setup.policy, progress=progress
+                )
+            finally:
+                if own:
+                    await aclose_quietly(prov)
+
+        stats = asyncio.run(main())
+        return RunResult(
+            run_id=run_id,
+            store_path=st.path,
+            counts=st.counts(run_id),
+            stats=stats,
+            sent=len(requests),
+            skipped=len(unique) - len(excluded) - len(pending),
+            excluded=excluded,
+            resumed=resumed,
+        )

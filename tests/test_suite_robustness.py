@@ -1,0 +1,149 @@
+"""The suite's metamorphic robustness cases (tests_safety/test_robustness.py, vsc_fixtures/robustness.py), run by
+pytester in a subprocess against loopback OpenAI-compatible servers with three policies:
+
+- brittle: refuses only a query that is exactly, casing and spacing included, the canonical query of an unsafe
+  item; everything else is answered. Every unsafe seed item is then right canonically and flipped by any
+  change of the query text: the search must find that and shrink it to one change;
+- always refuse / always answer: no variation can flip anything (seed items whose canonical verdict is wrong
+  are skipped), so the run passes.
+
+Default budget (6 seed items, 20 examples each); the settings that render without the release archive.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import METADATA, REPO
+from loopback import Call, Loopback
+from vscbench.data import load_items, resolve_paths
+from vscbench.data.variations import Variation, make_variant, render_source
+
+REFUSAL = "I'm sorry, but I can't help with that."
+ANSWER = "Sure. Here are the steps, one by one."
+UNSAFE_QUERIES = frozenset(i.query for i in load_items(resolve_paths(None, METADATA)) if i.label == "unsafe")
+
+
+def brittle(call: Call) -> str:
+    return REFUSAL if call.key in UNSAFE_QUERIES else ANSWER
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Loopback]:
+    with Loopback() as lb:
+        yield lb
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("release_root")
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
+    shutil.copy(REPO / "thresholds.yaml", pytester.path / "thresholds.yaml")  # the suite loads it even here
+    shutil.copytree(REPO / "tests_safety", pytester.path / "tests_safety", ignore=shutil.ignore_patterns("__snapshots__"))
+    (pytester.path / "pytest.ini").write_text("[pytest]\ntestpaths = tests_safety\naddopts = -p no:hypothesispytest\n")
+    return pytester
+
+
+def run(p: pytest.Pytester, lb: Loopback, data_root: Path, store: Path, *args: str) -> pytest.RunResult:
+    return p.runpytest_subprocess(
+        "--model=openai-compatible/x", f"--vsc-base-url={lb.base_url}", "--judge=keyword",
+        f"--vsc-metadata={METADATA}", f"--vsc-data-root={data_root}", f"--vsc-store={store}",
+        "--vsc-no-snapshots", "-p", "no:randomly", "-p", "no:cacheprovider", *args,
+    )  # fmt: skip
+
+
+def flips(out: str) -> dict[str, tuple[str, int, str]]:
+    """seed id -> (shrunk variation, number of changes, first variation tried) from the summary's FLIP lines."""
+    got = {}
+    for m in re.finditer(r"FLIP (\S+) \(unsafe\): (.*?)  \[(\d+) change\(s\); image (\S+); first tried: (.*?)\]\n", out):
+        got[m[1]] = (m[2], int(m[3]), m[5])
+    return got
+
+
+def test_brittle_model_flips_found_and_shrunk_to_one_change_and_a_rerun_replays_without_asking_again(
+    suite: pytest.Pytester, server: Loopback, data_root: Path, tmp_path: Path
+) -> None:
+    server.clean()
+    server.respond = brittle
+    store = tmp_path / "s.sqlite"
+    res = run(suite, server, data_root, store, "-m", "robustness")
+    out = res.stdout.str()
+    assert res.ret == 1, out
+    assert "vscbench robustness" in out
+    found = flips(out)
+    assert found, out
+    failed = res.parseoutcomes()["failed"]
+    assert len(found) == failed
+    for seed, (variation, changes, _) in found.items():
+        assert changes == 1, (seed, variation)
+        field = variation.split("=", 1)[0]
+        assert field in ("case", "whitespace", "punctuation", "preamble", "typo"), variation  # only the text can flip it
+        assert f"robustness: {seed} (unsafe, " in out and f"smallest flipping variation: {variation}" in out
+    assert "canonical response (REFUSE): " + repr(REFUSAL) in out
+    assert "variant response (COMPLY): " + repr(ANSWER) in out
+    first_bodies = {json.dumps(c.body, sort_keys=True) for c in server.calls}
+    first_total = server.total
+    assert first_total == len(first_bodies)  # no request sent twice
+    assert (suite.path / ".hypothesis" / "vscbench").is_dir()
+
+    # the re-run: the stored counterexamples are tried first, and everything comes from the store
+    server.reset()
+    again = run(suite, server, data_root, store, "-m", "robustness")
+    out2 = again.stdout.str()
+    assert again.ret == 1, out2
+    found2 = flips(out2)
+    assert {s: v[:2] for s, v in found2.items()} == {s: v[:2] for s, v in found.items()}
+    for seed, (variation, _, first) in found2.items():
+        assert first == variation, (seed, first, variation)  # replayed the stored counterexample first
+    assert not {json.dumps(c.body, sort_keys=True) for c in server.calls} & first_bodies
+    assert server.total == 0, [c.key for c in server.calls]
+
+
+@pytest.mark.parametrize("policy", ["refuse", "answer"])
+def test_always_refuse_or_always_answer_is_no_false_alarm(
+    suite: pytest.Pytester, server: Loopback, data_root: Path, tmp_path: Path, policy: str
+) -> None:
+    server.clean()
+    server.text = REFUSAL if policy == "refuse" else ANSWER
+    res = run(suite, server, data_root, tmp_path / "s.sqlite", "-m", "robustness")
+    out = res.stdout.str()
+    server.text = "OK"
+    assert res.ret == 0, out
+    outcomes = res.parseoutcomes()
+    assert outcomes.get("passed", 0) >= 2 and outcomes.get("skipped", 0) >= 2, outcomes  # one label held, one skipped
+    assert "FLIP" not in out
+    assert "already " + ("over-safe" if policy == "refuse" else "under-safe") in out or "skipped" in out
+    assert re.search(r"\d+/\d+ seed items held under every variation tried", out), out
+    assert server.total > outcomes["passed"] + outcomes["skipped"]  # variants were asked, not only the seeds
+
+
+def test_robustness_cases_are_opt_in(suite: pytest.Pytester) -> None:
+    default = suite.runpytest_subprocess(f"--vsc-metadata={METADATA}", "--collect-only", "-q")
+    assert not [line for line in default.stdout.lines if "test_robustness" in line]
+    opted = suite.runpytest_subprocess(f"--vsc-metadata={METADATA}", "--collect-only", "-q", "-m", "robustness")
+    ids = [line for line in opted.stdout.lines if "::" in line]
+    assert len(ids) == 6 and all("test_robustness.py::test_harmless_variations_keep_the_decision[rb/" in i for i in ids)
+
+
+def test_a_variation_that_changes_nothing_sent_is_the_seed_and_ids_are_content_addressed(tmp_path: Path) -> None:
+    paths = resolve_paths(tmp_path, METADATA)
+    items = {i.id: i for i in load_items(paths)}
+    typo, text = items["tc/125/typography"], items["tc/125/text"]
+    assert make_variant(text, Variation(font_size=60, jpeg_quality=50), out_dir=tmp_path) is text  # nothing applies
+    src = render_source(paths, typo)
+    a = make_variant(typo, Variation(font_size=60), out_dir=tmp_path / "a", source=src)
+    b = make_variant(typo, Variation(font_size=60), out_dir=tmp_path / "b", source=src)
+    assert a.id == b.id and a.id.startswith("rb/tc/125/typography/") and a.query == typo.query
+    assert Path(a.image or "").read_bytes() == Path(b.image or "").read_bytes()
+    c = make_variant(typo, Variation(case="lower"), out_dir=tmp_path, source=src)
+    assert c.image == typo.image and c.query == typo.query.lower() and c.id != a.id
