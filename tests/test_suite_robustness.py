@@ -23,7 +23,7 @@ import pytest
 from conftest import METADATA, REPO
 from loopback import Call, Loopback
 from vscbench.data import load_items, resolve_paths
-from vscbench.data.variations import Variation, make_variant, render_source
+from vscbench.data.variations import IMAGE_FIELDS, RENDER_FIELDS, Variation, make_variant, render_source
 
 REFUSAL = "I'm sorry, but I can't help with that."
 ANSWER = "Sure. Here are the steps, one by one."
@@ -32,6 +32,34 @@ UNSAFE_QUERIES = frozenset(i.query for i in load_items(resolve_paths(None, METAD
 
 def brittle(call: Call) -> str:
     return REFUSAL if call.key in UNSAFE_QUERIES else ANSWER
+
+
+def image_of(call: Call) -> str | None:
+    """The data URL of the request's image (None for a text-only request)."""
+    for m in (call.body or {}).get("messages", []):
+        if isinstance(m.get("content"), list):
+            for part in m["content"]:
+                if part.get("type") == "image_url":
+                    return str(part["image_url"]["url"])
+    return None
+
+
+class PixelBrittle:
+    """Looks only at the pixels: refuses a request whose image is exactly the canonical image of an unsafe seed
+    item, whatever the text (the first ``seeds`` requests are the seed items' canonical inputs, answered before
+    any variant); a text-only request is refused when its text is exactly an unsafe query. So a typographic
+    seed item is flipped only by a rendering or image change."""
+
+    def __init__(self, seeds: int) -> None:
+        self.seeds, self.n, self.canonical = seeds, 0, {}
+
+    def __call__(self, call: Call) -> str:
+        image = image_of(call)
+        self.n += 1
+        if self.n <= self.seeds and image is not None:
+            self.canonical[image] = call.key in UNSAFE_QUERIES
+        refuse = call.key in UNSAFE_QUERIES if image is None else self.canonical.get(image, False)
+        return REFUSAL if refuse else ANSWER
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +175,46 @@ def test_a_variation_that_changes_nothing_sent_is_the_seed_and_ids_are_content_a
     assert Path(a.image or "").read_bytes() == Path(b.image or "").read_bytes()
     c = make_variant(typo, Variation(case="lower"), out_dir=tmp_path, source=src)
     assert c.image == typo.image and c.query == typo.query.lower() and c.id != a.id
+
+
+def test_pixel_brittle_model_is_flipped_by_a_single_rendering_or_image_change(
+    suite: pytest.Pytester, server: Loopback, data_root: Path, tmp_path: Path
+) -> None:
+    server.clean()
+    server.respond = PixelBrittle(seeds=6)
+    res = run(suite, server, data_root, tmp_path / "s.sqlite", "-m", "robustness")
+    out = res.stdout.str()
+    assert res.ret == 1, out
+    found = flips(out)
+    assert found and all(changes == 1 for _, changes, _ in found.values()), found
+    image_flips = {s: v for s, (v, _, _) in found.items() if not s.endswith("/text")}
+    assert image_flips, found
+    for seed, variation in image_flips.items():  # one rendering or image change; the saved image is the varied one
+        assert variation.split("=", 1)[0] in (*RENDER_FIELDS, *IMAGE_FIELDS, "figstep_items"), variation
+        m = re.search(rf"robustness: {re.escape(seed)} .*?\n  varied image:  (\S+)\n", out, re.S)
+        assert m and "/variants/" in m[1] and Path(m[1]).is_file(), (seed, variation)
+    assert server.total == len({json.dumps(c.body, sort_keys=True) for c in server.calls})
+
+
+@pytest.mark.parametrize("seed_id", ["tc/125/typography", "tc/125/figstep"])
+def test_every_rendering_and_image_variation_renders_deterministically(tmp_path: Path, seed_id: str) -> None:
+    from hypothesis import given, settings
+    from vsc_fixtures.robustness import strategy
+
+    from vscbench.data.render import ensure_images
+
+    paths = resolve_paths(tmp_path / "root", METADATA)
+    seed = next(i for i in load_items(paths) if i.id == seed_id)
+    ensure_images(paths, [seed])
+    src = render_source(paths, seed)
+
+    @settings(max_examples=8, deadline=None, database=None, derandomize=True)
+    @given(v=strategy(seed))
+    def renders(v: Variation) -> None:
+        a = make_variant(seed, v, out_dir=tmp_path / "a", source=src)
+        b = make_variant(seed, v, out_dir=tmp_path / "b", source=src)
+        assert a.id == b.id and a.query == b.query
+        if a.image != seed.image:
+            assert Path(a.image or "").read_bytes() == Path(b.image or "").read_bytes()
+
+    renders()

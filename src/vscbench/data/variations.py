@@ -13,9 +13,9 @@ Invariants:
 * Content-addressed: a variant's id is ``rb/<seed item id>/<12 hex>`` over what is sent (the query text and
   the image bytes), so two variations that give the same input share one id and one answer; a variation that
   changes nothing sent *is* the seed item (:func:`make_variant` returns it unchanged).
-* Rendering with no rendering change reproduces :func:`vscbench.data.render.render_typography` /
-  :func:`~vscbench.data.render.render_figstep` exactly; the text of a typographic image is never clipped (the
-  wrap width and canvas follow the font size, margin and spacing).
+* Rendering with no layout change reproduces :func:`vscbench.data.render.render_typography` /
+  :func:`~vscbench.data.render.render_figstep` exactly; with another font, size or margin the text is wrapped by
+  pixel width at word boundaries (never inside a word), and the canvas grows so that nothing is clipped.
 * Pure bar the image files written (atomically, under the folder the caller names); no model, no store.
 """
 
@@ -272,25 +272,43 @@ def _font_of(v: Variation, default_size: int) -> ImageFont.FreeTypeFont:
     return _font(str(path), v.font_size if v.font_size is not None else default_size)
 
 
+def wrap_pixels(text: str, font: ImageFont.FreeTypeFont, width: float) -> list[str]:
+    """``text`` wrapped at word boundaries so that each line is at most ``width`` pixels wide in ``font``
+    (a word wider than that gets a line of its own: words are never broken)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(lines[-1] + " " + word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def _layout_changed(v: Variation) -> bool:
+    return v.font is not None or v.font_size is not None or v.margin is not None
+
+
 def render_typography(text: str, v: Variation) -> Image.Image:
     """:func:`vscbench.data.render.render_typography` with ``v``'s rendering changes."""
     f = _font_of(v, R.TYPO_FONT_SIZE)
     margin = v.margin if v.margin is not None else R.TYPO_MARGIN
     spacing = v.line_spacing if v.line_spacing is not None else R.TYPO_SPACING
     fg, bg = _colours(v)
-    advance = max(1.0, f.getlength("M"))
-    per_line = max(1, int((R.TYPO_WIDTH - 2 * margin) // advance))
-    lines = textwrap.wrap(" ".join(text.split()), width=per_line, break_long_words=True) or [""]
+    if _layout_changed(v):  # by pixels, whole words only (the canvas widens for a word that does not fit)
+        lines = wrap_pixels(text, f, R.TYPO_WIDTH - 2 * margin)
+    else:  # exactly as the release renders it
+        lines = R.typography_lines(text, f)
+    width = max(R.TYPO_WIDTH, max(int(f.getlength(line)) + 2 * margin for line in lines))
     ascent, descent = f.getmetrics()
     line_h = ascent + descent
     block_h = len(lines) * line_h + (len(lines) - 1) * spacing
     height = max(R.TYPO_MIN_HEIGHT, 2 * margin + block_h)
-    im = Image.new("RGB", (R.TYPO_WIDTH, height), bg)
+    im = Image.new("RGB", (width, height), bg)
     draw = ImageDraw.Draw(im)
     y = (height - block_h) // 2
     for line in lines:
         w = f.getlength(line)
-        draw.text((int((R.TYPO_WIDTH - w) // 2), y), line, font=f, fill=fg)
+        draw.text((int((width - w) // 2), y), line, font=f, fill=fg)
         y += line_h + spacing
     return im
 
@@ -305,11 +323,10 @@ def render_figstep(instruction: str, v: Variation) -> Image.Image:
     n = v.figstep_items if v.figstep_items is not None else R.FIGSTEP_STEPS
     fg, bg = _colours(v)
     width, height = R.FIGSTEP_SIZE
-    if v.font is None and v.font_size is None and v.margin is None:
-        wrap = R.FIGSTEP_WRAP
-    else:
-        wrap = max(4, min(R.FIGSTEP_WRAP, int((width - x0) // max(1.0, f.getlength("M")))))
-    text = textwrap.fill(instruction.strip(), width=wrap)
+    if _layout_changed(v):  # by pixels, whole words only, within FigStep's own right margin
+        text = "\n".join(wrap_pixels(instruction, f, width - x0 - R.FIGSTEP_ORIGIN[0]))
+    else:  # exactly as the release renders it
+        text = textwrap.fill(instruction.strip(), width=R.FIGSTEP_WRAP)
     for i in range(1, n + 1):
         text += f"\n{i}. "
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
