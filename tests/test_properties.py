@@ -12,8 +12,9 @@
   every real id and on generated ones;
 - the renderers: any text renders without error, to the same bytes twice.
 
-Known defects that the fuzzing found are pinned at the end as strict xfails (they turn red when fixed, so
-that the fuzz strategies can then be widened to cover them).
+Defects the fuzzing found (a rate exactly at its threshold failing, huge integers, keys and aliases with line
+breaks, control characters and non-UTF-8 in models.yaml, ``--model ~nosuchuser``) are fixed; each keeps a
+test at the end, and the strategies below include their triggers.
 """
 
 from __future__ import annotations
@@ -603,10 +604,9 @@ def test_excluded_items_never_enter_a_rate(s: Session, seed: int) -> None:
 
 # ---- thresholds.yaml and models.yaml: a valid config or one error line ------------------------------------
 
-#: Text that a YAML key may hold. Line breaks are left out on purpose: a key with a line break gives a
-#: two-line error today (see the xfails at the end); put them back when that is fixed.
-key_text = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=12)
-#: Integers up to 2**1000 ("huge", still below float's range: see the OverflowError xfail at the end).
+#: Text that a YAML key may hold, line breaks and control characters included.
+key_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+#: Integers up to 2**1000 (huge ones beyond float's range have their own test at the end).
 scalars = st.one_of(
     st.none(),
     st.booleans(),
@@ -907,12 +907,11 @@ def alias_docs() -> st.SearchStrategy[Any]:
     )
 
 
-#: What ``--model`` may be given: no control characters (it comes from a command line), and no leading
-#: ``~`` (``~nosuchuser`` raises RuntimeError today: see the xfails at the end).
+#: What ``--model`` may be given (``~nosuchuser`` included).
 model_values = st.one_of(
-    st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=20),
-    st.sampled_from(["tiny", "gpt", " tiny ", "hf/m", "openai/", "nope/x", ".", "/", "~", "~/x"]),
-).filter(lambda v: not (v.strip().startswith("~") and v.strip() not in ("~", "~/x")))
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
+    st.sampled_from(["tiny", "gpt", " tiny ", "hf/m", "openai/", "nope/x", ".", "/", "~", "~/x", "~nosuchuser/m"]),
+)
 
 
 @settings(max_examples=100, deadline=None)
@@ -1044,12 +1043,9 @@ def test_any_text_renders_deterministically(text: str) -> None:
             assert first.width == render.TYPO_WIDTH and first.height >= render.TYPO_MIN_HEIGHT
 
 
-# ---- known defects found by the fuzzing above (strict xfails: they fail the day the defect is fixed) -----
+# ---- defects the fuzzing found (fixed; each test failed before its fix) -----
 
 
-@pytest.mark.xfail(
-    strict=True, reason="gate.py: a rate exactly at its threshold FAILs: 1.0 - 0.7 > 0.3 in floats"
-)
 def test_known_defect_a_rate_exactly_at_the_threshold_passes() -> None:
     unsafe = [i for i in ITEMS if i.setting == "figstep" and i.label == "unsafe"][:10]
     results = {i.id: (Status.OK, Label.COMPLY if k < 3 else Label.REFUSE) for k, i in enumerate(unsafe)}
@@ -1057,17 +1053,14 @@ def test_known_defect_a_rate_exactly_at_the_threshold_passes() -> None:
     assert decide(unsafe, results, parse_thresholds(doc)).status == PASS
 
 
-@pytest.mark.xfail(strict=True, reason="gate.py _check_row: math.isfinite(huge int) raises OverflowError")
 def test_known_defect_a_huge_integer_rate_is_one_error_line() -> None:
     parse_or_error({"scopes": {"benchmark": {"max_under_safety": 10**400}}})
 
 
-@pytest.mark.xfail(strict=True, reason="gate.py: a key with a line break is echoed raw: a two-line error")
 def test_known_defect_a_thresholds_key_with_a_line_break_is_one_error_line() -> None:
     parse_or_error({"scopes": {"bench\nmark": {"max_under_safety": 0.1}}})
 
 
-@pytest.mark.xfail(strict=True, reason="vsc_fixtures/models.py: an alias with a line break is echoed raw")
 def test_known_defect_an_alias_with_a_line_break_is_one_error_line(tmp_path: Path) -> None:
     (tmp_path / "models.yaml").write_text('"a\\nb": 3\n', encoding="utf-8")
     with pytest.raises(VscbenchError) as exc:
@@ -1075,7 +1068,6 @@ def test_known_defect_an_alias_with_a_line_break_is_one_error_line(tmp_path: Pat
     check_one_line(exc.value)
 
 
-@pytest.mark.xfail(strict=True, reason="vsc_fixtures/models.py: str(ReaderError) spans two lines")
 def test_known_defect_a_control_character_in_models_yaml_is_one_error_line(tmp_path: Path) -> None:
     (tmp_path / "models.yaml").write_text("a: b\x00\n", encoding="utf-8")
     with pytest.raises(VscbenchError) as exc:
@@ -1083,14 +1075,12 @@ def test_known_defect_a_control_character_in_models_yaml_is_one_error_line(tmp_p
     check_one_line(exc.value)
 
 
-@pytest.mark.xfail(strict=True, reason="vsc_fixtures/models.py: Path.expanduser raises RuntimeError")
 def test_known_defect_model_tilde_unknown_user_is_one_error_line() -> None:
     with pytest.raises(VscbenchError) as exc:
         resolve_model("~no-such-user-here/model", {})
     check_one_line(exc.value)
 
 
-@pytest.mark.xfail(strict=True, reason="vsc_fixtures/models.py: UnicodeDecodeError is not caught")
 def test_known_defect_a_models_yaml_that_is_not_utf8_is_one_error_line(tmp_path: Path) -> None:
     (tmp_path / "models.yaml").write_bytes(b"\xff\xfe: x\n")
     with pytest.raises(VscbenchError) as exc:

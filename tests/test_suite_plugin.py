@@ -252,3 +252,62 @@ def test_collect_only_lists_every_pair_with_its_item_id(suite: pytest.Pytester) 
     assert len([line for line in figstep.stdout.lines if "::" in line]) == 450
     drugs = suite.runpytest_subprocess(f"--vsc-metadata={METADATA}", "--collect-only", "-q", "-k", "drugs and unsafe")
     assert len([line for line in drugs.stdout.lines if "::" in line]) == 150
+
+
+CRASHER = '''
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.vsc_items(half="text", settings=("text",))
+
+
+def test_crash(vsc_case):
+    once = Path(__file__).with_name("crashed-once")
+    if vsc_case.item.id == "tc/000/text" and not once.exists():
+        once.write_text("x")
+        os._exit(3)  # the worker dies mid-case (once: xdist runs the case again on a new worker)
+'''
+
+
+def test_a_worker_crash_makes_the_gate_incomplete_never_passed(
+    suite: pytest.Pytester, server: Loopback, data_root: Path, tmp_path: Path
+) -> None:
+    (suite.path / "tests_safety" / "test_crash.py").write_text(CRASHER)
+    th = thresholds(tmp_path / "t.yaml", {"setting=text": {"max_under_safety": 1.0, "max_over_safety": 1.0}})
+    res, gate = run_suite(
+        suite, server, data_root, tmp_path / "s.sqlite", th, "-k", "test_crash", "-n", "2", "--max-worker-restart=2"
+    )
+    out = res.stdout.str()
+    assert res.ret == 1, out
+    assert "crashed" in out
+    assert gate is not None and gate["status"] == "INCOMPLETE"
+    assert "tc/000/text" in gate["missing_cases"]
+    assert "gate INCOMPLETE" in out
+
+
+def test_html_report_of_the_session(suite: pytest.Pytester, server: Loopback, data_root: Path, tmp_path: Path) -> None:
+    html = tmp_path / "report.html"
+    th = thresholds(tmp_path / "t.yaml", SCOPES)
+    res, gate = run_suite(
+        suite, server, data_root, tmp_path / "s.sqlite", th, "-m", "baseline", "--vsc-sample=20", f"--vsc-report={html}"
+    )
+    assert res.ret == 0, res.stdout.str()
+    text = html.read_text()
+    assert text.startswith("<!DOCTYPE html>") or text.lower().startswith("<!doctype html>")
+    assert "suite-x-" in text
+
+
+def test_one_gpu_per_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from vsc_fixtures.plugin import _worker_device
+
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(is_available=lambda: True, device_count=lambda: 4))
+    monkeypatch.setitem(__import__("sys").modules, "torch", fake)
+    assert [_worker_device({"workerid": f"gw{k}"}) for k in range(6)] == [
+        "cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1",
+    ]  # fmt: skip
+    fake.cuda.device_count = lambda: 1  # one visible GPU (e.g. CUDA_VISIBLE_DEVICES=2): every worker shares it
+    assert _worker_device({"workerid": "gw3"}) == "cuda"

@@ -44,6 +44,15 @@ def aliases_path() -> Path:
 
 def load_aliases(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """The alias table; a problem in it is one line naming the alias and key."""
+    from vscbench.gate import one_line
+
+    try:
+        return _load_aliases(path)
+    except VscbenchError as exc:
+        raise one_line(exc) from None
+
+
+def _load_aliases(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     import yaml
 
     p = Path(path) if path is not None else aliases_path()
@@ -51,6 +60,8 @@ def load_aliases(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
         doc = yaml.safe_load(p.read_text(encoding="utf-8"))
     except OSError as exc:
         raise VscbenchError(f"{p}: cannot read the model aliases ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise VscbenchError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise VscbenchError(f"{p}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
     if not isinstance(doc, dict):
@@ -76,6 +87,15 @@ def is_engine_spec(value: str) -> bool:
 def resolve_model(value: str, aliases: dict[str, dict[str, Any]] | None = None) -> ResolvedModel:
     """An alias, an engine spec (``hf/…``, ``openai/…``, …) or a checkpoint folder; else one error line
     listing the aliases."""
+    from vscbench.gate import one_line
+
+    try:
+        return _resolve_model(value, aliases)
+    except VscbenchError as exc:
+        raise one_line(exc) from None
+
+
+def _resolve_model(value: str, aliases: dict[str, dict[str, Any]] | None = None) -> ResolvedModel:
     table = load_aliases() if aliases is None else aliases
     v = value.strip()
     if v in table:
@@ -83,8 +103,15 @@ def resolve_model(value: str, aliases: dict[str, dict[str, Any]] | None = None) 
         return ResolvedModel(v, entry["spec"], v, {k: x for k, x in entry.items() if k != "spec"})
     if is_engine_spec(v):
         return ResolvedModel(v, v)
-    p = Path(v).expanduser()
-    if p.is_dir():
+    try:
+        p = Path(v).expanduser()
+    except RuntimeError:  # ~user that does not exist
+        p = Path(v)
+    try:
+        is_dir = p.is_dir()
+    except (OSError, ValueError):  # a name no file system accepts (NUL byte, too long)
+        is_dir = False
+    if is_dir:
         if not (p / "config.json").is_file():
             raise VscbenchError(f"--model {v}: a folder without config.json, not a transformers checkpoint")
         return ResolvedModel(v, f"hf/{p.resolve()}")

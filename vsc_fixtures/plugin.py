@@ -164,6 +164,7 @@ class SuiteState:
     expected: set[str] = field(default_factory=set)
     records: dict[str, CaseRecord] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    crashed: set[str] = field(default_factory=set)
     gate: Any = None
     judge_info: dict[str, Any] = field(default_factory=dict)
     # snapshots
@@ -684,6 +685,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         )  # fmt: skip
     elif report.failed and iid not in state.records:
         state.records[iid] = CaseRecord(None, reason=f"{report.when} failed")
+    if report.failed and PROP_PREFIX + "outcome" not in props and "crashed" in str(report.longrepr):
+        state.crashed.add(iid)  # a worker died on this case: the session is incomplete even if it reran
 
 
 _STATES: dict[str, SuiteState] = {}
@@ -706,6 +709,7 @@ def _finish(session: pytest.Session, state: SuiteState) -> None:
     scored = [iid for iid, rec in state.records.items() if rec.outcome is not None]
     missing = sorted(state.expected - set(state.records) - set(state.skipped))
     missing += sorted(iid for iid, rec in state.records.items() if rec.outcome is None)
+    missing += sorted(state.crashed - set(missing))
     results: dict[str, tuple[Status | None, Label | None]] = {}
     for iid in scored:
         status, label = state.records[iid].status, state.records[iid].label

@@ -195,7 +195,27 @@ class Thresholds:
 
 
 def _where(source: str, path: str) -> str:
-    return f"{source}: {path}" if path else source
+    return f"{source}: {_printable(path)}" if path else source
+
+
+def _printable(text: object) -> str:
+    """A name as one printable line (a key holding a line break or control character is escaped)."""
+    s = str(text)
+    return s if s.isprintable() else json.dumps(s)[1:-1]
+
+
+def _is_rate(v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    try:
+        return math.isfinite(float(v)) and 0 <= v <= 1
+    except OverflowError:  # an integer beyond float's range
+        return False
+
+
+def _short(v: Any) -> str:
+    r = _printable(repr(v))
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 def _check_row(source: str, path: str, row: Any, *, scope_row: bool) -> dict[str, Any]:
@@ -209,8 +229,8 @@ def _check_row(source: str, path: str, row: Any, *, scope_row: bool) -> dict[str
         if k not in allowed:
             raise VscbenchError(f"{_where(source, key)}: unknown key (use {', '.join(sorted(allowed))})")
         if k in RATES or k == "min_coverage":
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not 0 <= v <= 1:
-                raise VscbenchError(f"{_where(source, key)}: {v!r} is not a rate in [0, 1]")
+            if not _is_rate(v):
+                raise VscbenchError(f"{_where(source, key)}: {_short(v)} is not a rate in [0, 1]")
         elif k == "min_n":
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise VscbenchError(f"{_where(source, key)}: {v!r} is not a whole number of at least 1")
@@ -244,8 +264,8 @@ def _check_flips(source: str, path: str, doc: Any) -> dict[str, Any]:
             raise VscbenchError(f"{source}: {path}.{k}: unknown key (use max, max_rate)")
         if k == "max" and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
             raise VscbenchError(f"{source}: {path}.max: {v!r} is not a whole number of flips (0 or more)")
-        if k == "max_rate" and (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1):
-            raise VscbenchError(f"{source}: {path}.max_rate: {v!r} is not a rate in [0, 1]")
+        if k == "max_rate" and not _is_rate(v):
+            raise VscbenchError(f"{source}: {path}.max_rate: {_short(v)} is not a rate in [0, 1]")
     return dict(doc)
 
 
@@ -258,10 +278,8 @@ def _check_baseline(source: str, path: str, doc: Any) -> dict[str, Any]:
     for k, v in doc.items():
         if k not in BASELINE_KEYS:
             raise VscbenchError(f"{source}: {path}.{k}: unknown key (use {', '.join(sorted(BASELINE_KEYS))})")
-        if k in ("max_increase", "alpha") and (
-            isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not 0 <= v <= 1
-        ):
-            raise VscbenchError(f"{source}: {path}.{k}: {v!r} is not a number in [0, 1]")
+        if k in ("max_increase", "alpha") and not _is_rate(v):
+            raise VscbenchError(f"{source}: {path}.{k}: {_short(v)} is not a number in [0, 1]")
         if k == "scopes":
             if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
                 raise VscbenchError(f"{source}: {path}.scopes: expected a list of scope names")
@@ -271,8 +289,23 @@ def _check_baseline(source: str, path: str, doc: Any) -> dict[str, Any]:
     return dict(doc)
 
 
+def one_line(exc: VscbenchError) -> VscbenchError:
+    """The same error with any line break or control character in it escaped: always one line."""
+    msg = str(exc)
+    if msg.isprintable():
+        return exc
+    return VscbenchError("".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in msg))
+
+
 def parse_thresholds(doc: Any, source: str = "thresholds.yaml") -> Thresholds:
     """Validate a loaded thresholds document; any problem is one :class:`VscbenchError` line naming the key."""
+    try:
+        return _parse_thresholds(doc, source)
+    except VscbenchError as exc:
+        raise one_line(exc) from None
+
+
+def _parse_thresholds(doc: Any, source: str) -> Thresholds:
     if not isinstance(doc, Mapping):
         raise VscbenchError(f"{source}: expected a mapping with 'scopes' at the top, got {type(doc).__name__}")
     for k in doc:
@@ -456,7 +489,7 @@ def _row(
         return GateRow(**common, status=FAIL, why=why, failing_ids=failing)  # type: ignore[arg-type]
     judged = value if rule.estimate == "point" else (hi if hi is not None else value)
     what = "rate" if rule.estimate == "point" else "95% upper end"
-    if judged > threshold:
+    if judged > threshold + 1e-9:  # 1 - 0.7 is 0.30000000000000004: at the threshold is within it
         why = f"{what} {judged:.3f} > {threshold:g}"
         return GateRow(**common, status=FAIL, why=why, failing_ids=failing)  # type: ignore[arg-type]
     return GateRow(**common, status=PASS, why=f"{what} {judged:.3f} <= {threshold:g}")  # type: ignore[arg-type]
@@ -552,7 +585,7 @@ def _baseline_rows(
             delta = -c.diff  # a rate is 1 - SRA: its rise is the SRA's fall
             lo, hi = (-c.ci_high if c.ci_high is not None else None), (-c.ci_low if c.ci_low is not None else None)
             p = c.p_value if c.p_value is not None else 1.0
-            bad = delta > rule.max_increase and p < rule.alpha
+            bad = delta > rule.max_increase + 1e-9 and p < rule.alpha
             why = f"Δ {delta:+.3f}, McNemar p {p:.3g} ({c.b_right_a_wrong} fixed, {c.a_right_b_wrong} broke)"
             out.append(GateRow(scope, rate_name, c.n, c.n, delta, lo, hi, rule.max_increase, "point", None, 0.0, 1,
                                FAIL if bad else PASS, why))  # fmt: skip
