@@ -99,6 +99,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("vscbench", "vscbench safety suite")
     g.addoption("--model", dest="vsc_model", help="alias (vsc_fixtures/models.yaml), engine spec or checkpoint dir")
     g.addoption("--judge", dest="vsc_judge", default="local", help="local (default, offline), keyword, rubric:PROVIDER/MODEL")
+    g.addoption("--vsc-judge-base-url", help="base URL of the rubric judge's API (an OpenAI-compatible server)")
     g.addoption("--calibration", dest="vsc_calibration", action="append", default=[], help="reminder, fewshot:k=N, steer:…, revise:…")
     g.addoption("--vsc-base-url", help="base URL of an OpenAI-compatible server (openai-compatible/… models)")
     g.addoption("--vsc-data-root", help="release root: images and rendered images ($VSCBENCH_HOME)")
@@ -209,7 +210,9 @@ class SuiteState:
         if self._judge is None:
             from vscbench.judges.factory import make_judge
 
-            self._judge = make_judge(self.config.getoption("vsc_judge"), base_url=None)
+            self._judge = make_judge(
+                self.config.getoption("vsc_judge"), base_url=self.config.getoption("vsc_judge_base_url")
+            )
         return self._judge
 
     def provider(self) -> Any:
