@@ -218,3 +218,27 @@ def test_every_rendering_and_image_variation_renders_deterministically(tmp_path:
             assert Path(a.image or "").read_bytes() == Path(b.image or "").read_bytes()
 
     renders()
+
+
+def test_generate_items_sends_only_what_the_run_does_not_hold(server: Loopback, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from vscbench.runner.run import ModelSetup, generate_items
+    from vscbench.store import Store
+
+    server.clean()
+    setup = ModelSetup(model="openai-compatible/x", base_url=server.base_url)
+    seed = next(i for i in load_items(resolve_paths(None, METADATA)) if i.id == "tc/125/text")
+    a, b, c = (replace(seed, id=f"rb/tc/125/text/{k}", query=q) for k, q in enumerate(("first", "second", "third")))
+    store = tmp_path / "s.sqlite"
+    first = generate_items(setup, [a, b, a], store=store, run_id="v-1")
+    assert (first.sent, server.total) == (2, 2)
+    again = generate_items(setup, [a, b, c], store=store, run_id="v-1")
+    assert (again.sent, again.skipped, server.total) == (1, 2, 3)
+    assert sorted(str(call.key) for call in server.calls) == ["first", "second", "third"]
+    assert generate_items(setup, [a, b, c], store=store, run_id="v-1").sent == 0 and server.total == 3
+    with Store(store) as st:
+        assert st.get_run("v-1").kind == "variants" and set(st.responses("v-1")) == {a.id, b.id, c.id}
+    other = ModelSetup(model="openai-compatible/y", base_url=server.base_url)
+    with pytest.raises(Exception, match="was made with model"):
+        generate_items(other, [a], store=store, run_id="v-1")

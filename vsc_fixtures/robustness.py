@@ -234,7 +234,8 @@ class SeedCase:
         settings = test._hypothesis_internal_use_settings  # type: ignore[attr-defined]
         db = settings.database
         self.exploring = True
-        test._hypothesis_internal_use_settings = type(settings)(settings, database=ReadOnlyDatabase(db))  # type: ignore[attr-defined]
+        if db is not None:  # the first pass never writes (nor deletes) a counterexample
+            test._hypothesis_internal_use_settings = type(settings)(settings, database=ReadOnlyDatabase(db))  # type: ignore[attr-defined]
         try:
             test()
         except Flip:
