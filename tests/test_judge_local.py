@@ -250,6 +250,11 @@ def test_the_abstaining_local_judge(judge: LocalJudge) -> None:
     assert out[2].label in (Label.UNJUDGED, plain[2].label)
     if out[2].label is Label.UNJUDGED:
         assert "abstained" in out[2].detail and "p_safety_aware" in out[2].detail
+    from vscbench.judges.validate import training_file_of
+
+    assert (
+        training_file_of(strict, JUDGE_DEV / "xstest_v2_completions_gpt4.csv") is not None
+    )  # in-sample flag
     for bad in ("local:abstain=x", "local:abstain=0.3", "local:abstain=1"):
         with pytest.raises(VscbenchError, match="abstain"):
             make_judge(bad)

@@ -1,4 +1,4 @@
-"""Training the ``local`` judge's head, bit-for-bit reproducibly, and measuring it leave-one-model-out.
+"""Training the ``local`` judge's head, reproducibly, and measuring it leave-one-model-out.
 
 Training data, and nothing else (other labelled safety/refusal data is kept apart for independent
 validation):
@@ -10,7 +10,9 @@ validation):
 
 The head: five L2-regularised logistic regressions over [MiniLM embedding ; lexical features] -- one for
 safety-aware vs not, and one per class (one-vs-rest) -- each with class-balanced sample weights, fitted by
-Newton's method in float64 numpy.
+Newton's method in float64 numpy. Beside them: a Platt scaling of the safety-aware score (``calibration``),
+fitted on the leave-one-model-out held-out scores, which ``local:abstain=L`` uses to leave low-confidence
+verdicts UNJUDGED.
 
 Reproducibility: the rows are read in a fixed order; embeddings are computed with one torch thread and
 deterministic algorithms, then rounded to 5 decimals; Newton's method has no randomness; weights are

@@ -334,7 +334,8 @@ def training_file_of(judge: Judge, path: str | Path) -> str | None:
     """
     head = getattr(judge, "head", None)
     meta = getattr(head, "meta", None)
-    if getattr(judge, "id", None) != "local" or not isinstance(meta, dict):
+    jid = str(getattr(judge, "id", ""))
+    if not (jid == "local" or jid.startswith("local:")) or not isinstance(meta, dict):
         return None
     training = meta.get("training")
     sources = training.get("sources_sha256") if isinstance(training, dict) else None
