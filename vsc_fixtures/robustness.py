@@ -1,6 +1,7 @@
 """The suite's metamorphic robustness cases: pytest glue over :mod:`vscbench.robustness` and hypothesis.
 
-Opt in with ``-m robustness`` (the cases are deselected unless the ``-m`` expression names ``robustness``).
+Opt in with ``-m robustness``: unless the ``-m`` expression names ``robustness`` the cases are dropped after
+collection (not run, and not counted as deselected).
 How one case runs (one per seed item, ``tests_safety/test_robustness.py``):
 
 - seed items: a deterministic, balanced sample (``--vsc-robustness-items``, ``--vsc-seed``) of the items that
@@ -132,21 +133,24 @@ def _opted_in(config: pytest.Config) -> bool:
     return re.search(r"\brobustness\b", config.getoption("markexpr") or "") is not None
 
 
-@pytest.hookimpl(trylast=True)
+@pytest.hookimpl(tryfirst=True)  # before -m / -k deselection, so that a default run never counts them
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    cases = [n for n in items if n.get_closest_marker("robustness") is not None]
-    if not cases:
+    if _opted_in(config):
         return
-    if not _opted_in(config):
-        config.hook.pytest_deselected(items=cases)
-        dropped = set(cases)
-        items[:] = [n for n in items if n not in dropped]
+    # not part of this run at all (not counted as deselected: a default run's counts stay the benchmark's)
+    items[:] = [n for n in items if n.get_closest_marker("robustness") is None]
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k deselection: the robustness cases that will run
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    cases = [n for n in session.items if n.get_closest_marker("robustness") is not None]
+    if not cases:
         return
     main = _rstate(config).main
     if main.setup is None and not config.getoption("collectonly"):
         raise pytest.UsageError("robustness cases need a model: pass --model=ALIAS (see vsc_fixtures/models.yaml)")
-    rs = _rstate(config)
-    rs.selected = [n.callspec.params["vsc_robust_seed_item"] for n in cases if hasattr(n, "callspec")]
+    _rstate(config).selected = [n.callspec.params["vsc_robust_seed_item"] for n in cases if hasattr(n, "callspec")]
 
 
 # -- one case ---------------------------------------------------------------------------------------------
