@@ -177,7 +177,7 @@ def test_unknown_judge_names_stored_and_known_judges(tmp_path: Path, capsys: pyt
     path = build_store(tmp_path / "s.sqlite", {"r": {i.id: o(R) for i in items}}, items=items, judge="keyword")
     err = report_error(capsys, "--run", "r", "--judge", "bogus", "--store", str(path))
     assert "unknown judge 'bogus'" in err and "labels from: keyword" in err
-    assert "keyword, local, rubric:PROVIDER/MODEL" in err and "vscbench judge" not in err
+    assert "judge names are keyword, local" in err and "rubric:PROVIDER/MODEL" in err and "vscbench judge" not in err
     err = report_error(capsys, "--run", "r", "--judge", "local", "--store", str(path))
     assert "labels stored from: keyword" in err and "'vscbench judge --run r --judge local'" in err
     err = report_error(capsys, "--run", "r", "--judge", "rubric:openai/gpt-4o-mini+image", "--store", str(path))
