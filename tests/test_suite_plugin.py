@@ -340,3 +340,20 @@ def test_rubric_judge_and_reminder_calibration_through_the_suite(
     row = next(r for r in gate["rows"] if r["rate"] == "under-safety")
     assert row["value"] == 1.0  # every answer judged COMPLY: every unsafe item answered
     assert "judge rubric:openai-compatible/judge" in res.stdout.str()
+
+
+def test_the_suite_finds_the_metadata_like_every_command_or_says_the_same_line(
+    suite: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vscbench.data.paths import metadata_not_found
+
+    monkeypatch.delenv("VSCBENCH_METADATA", raising=False)
+    monkeypatch.setenv("VSCBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VSCBENCH_SHARED", str(METADATA.parents[1]))  # only ../shared, as in a clean checkout
+    found = suite.runpytest_subprocess("--collect-only", "-q", "-m", "figstep")
+    assert found.ret == 0 and len([x for x in found.stdout.lines if "::" in x]) == 450
+    monkeypatch.setenv("VSCBENCH_SHARED", str(tmp_path / "nowhere"))
+    missing = suite.runpytest_subprocess("--collect-only", "-q")
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    expected = metadata_not_found(None)
+    assert [x for x in missing.stderr.lines if x.startswith("ERROR:")] == [f"ERROR: {expected}"]

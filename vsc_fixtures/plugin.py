@@ -458,6 +458,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("vsc_item", params)
 
 
+def _collects_suite(config: pytest.Config) -> bool:
+    """Whether this session's paths reach tests_safety/ (its folder, a file in it, or a folder above it)."""
+    suite = (Path(config.rootpath) / "tests_safety").resolve()
+    for arg in config.args:
+        p = Path(config.invocation_params.dir, arg.split("::", 1)[0]).resolve()
+        if p == suite or suite in p.parents or p in suite.parents:
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    """Find the benchmark data before collecting the cases: a missing release is one usage-error line."""
+    config = session.config
+    if _collects_suite(config):
+        try:
+            _state(config).unsendable  # noqa: B018 - loads the items (and the metadata search) once
+        except VscbenchError as exc:
+            raise _usage(str(exc)) from None
+
+
 def _vsc_cases(items: list[pytest.Item]) -> list[pytest.Item]:
     out = []
     for node in items:

@@ -636,7 +636,7 @@ def _register_judge(sub: argparse._SubParsersAction[Any]) -> None:
 
     t = jsub.add_parser(
         "train",
-        help="rebuild the local judge's head, bit for bit, from the judge-dev sets",
+        help="rebuild the local judge's head from the judge-dev sets (same labels, weights within 1e-4 on any CPU)",
         description="Fit the local judge's head (logistic regressions over a MiniLM embedding and lexical "
         "features) on the two XSTest completion files, the MSTS dev file and the project's own examples; the "
         "same data and package versions give the same bytes as the shipped head. Needs the 'local-judge' extra.",
