@@ -70,8 +70,10 @@ def _load_aliases(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     for alias, entry in doc.items():
         if isinstance(entry, str):
             entry = {"spec": entry}
-        if not isinstance(entry, dict) or not isinstance(entry.get("spec"), str):
+        if not isinstance(entry, dict) or not isinstance(entry.get("spec"), str) or not entry["spec"].strip():
             raise VscbenchError(f"{p}: {alias}: expected a spec string or a mapping with 'spec'")
+        if not str(alias).strip():
+            raise VscbenchError(f"{p}: an alias is empty")
         for k in entry:
             if k not in ENTRY_KEYS:
                 raise VscbenchError(f"{p}: {alias}.{k}: unknown key (use {', '.join(sorted(ENTRY_KEYS))})")
