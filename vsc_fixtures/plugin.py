@@ -882,7 +882,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         for line in state.flip_table.splitlines():
             tr.write_line(line)
     if state.gate is None:
-        tr.write_line("gate not run (--vsc-no-gate)")
+        why = "--vsc-no-gate" if config.getoption("vsc_no_gate") else "the session stopped before its cases ran"
+        tr.write_line(f"gate not run ({why})")
         return
     if state.thresholds is not None:
         entry = state.gate.model_entry
