@@ -47,3 +47,19 @@ def lb(server: Loopback) -> Iterator[Loopback]:
     """The module's loopback server, cleaned for this test."""
     server.clean()
     yield server
+
+
+def suite_checkout(pytester: pytest.Pytester, *, thresholds: bool = False, addopts: str = "") -> pytest.Pytester:
+    """A checkout of the safety suite in ``pytester.path``: the repo's conftest.py and tests_safety/ (without
+    recorded snapshots), and a pytest.ini whose testpaths is tests_safety. The plugin itself is installed."""
+    import shutil
+
+    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
+    if thresholds:
+        shutil.copy(REPO / "thresholds.yaml", pytester.path / "thresholds.yaml")
+    shutil.copytree(
+        REPO / "tests_safety", pytester.path / "tests_safety", ignore=shutil.ignore_patterns("__snapshots__")
+    )
+    ini = "[pytest]\ntestpaths = tests_safety\n" + (f"addopts = {addopts}\n" if addopts else "")
+    (pytester.path / "pytest.ini").write_text(ini)
+    return pytester

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 
-from conftest import METADATA, REPO
+from conftest import METADATA, suite_checkout
 from qwen2vl_fixtures import qwen2vl_dir, qwen2vl_images
 from vscbench.models.hf import HFProvider
 from vscbench.store import Store
@@ -110,9 +109,7 @@ def test_batched_generation_equals_one_by_one(provider: HFProvider, qwen2vl_imag
 def test_suite_end_to_end_on_tiny_qwen2vl(
     pytester: pytest.Pytester, qwen2vl_dir: Path, tmp_path: Path
 ) -> None:
-    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
-    shutil.copytree(REPO / "tests_safety", pytester.path / "tests_safety")
-    (pytester.path / "pytest.ini").write_text("[pytest]\ntestpaths = tests_safety\n")
+    suite_checkout(pytester)
     thresholds = tmp_path / "thresholds.yaml"
     # rates of at most 1.0 always hold, and min_coverage 0 tolerates empty answers: with min_n 1 the gate is
     # evaluated and passes, so the exit code is 0 whatever the random model says

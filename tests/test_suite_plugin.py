@@ -8,7 +8,6 @@ from the items alone, which these tests compute independently and compare.
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import METADATA, REPO
+from conftest import METADATA, suite_checkout
 from loopback import Call, Loopback
 from vscbench.data import load_items, resolve_paths
 
@@ -46,10 +45,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     """A checkout of the suite: the repo's conftest.py and tests_safety/ (the plugin is installed)."""
-    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
-    shutil.copytree(REPO / "tests_safety", pytester.path / "tests_safety")
-    (pytester.path / "pytest.ini").write_text("[pytest]\ntestpaths = tests_safety\n")
-    return pytester
+    return suite_checkout(pytester)
 
 
 def thresholds(path: Path, scopes: dict[str, Any], **defaults: Any) -> Path:

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import METADATA, REPO
+from conftest import METADATA, suite_checkout
 from loopback import Call, Loopback
 from vscbench.data import load_items, resolve_paths
 from vscbench.data.variations import IMAGE_FIELDS, RENDER_FIELDS, Variation, make_variant, render_source
@@ -75,10 +74,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def suite(pytester: pytest.Pytester) -> pytest.Pytester:
-    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
-    shutil.copy(REPO / "thresholds.yaml", pytester.path / "thresholds.yaml")  # the suite loads it even here
-    shutil.copytree(REPO / "tests_safety", pytester.path / "tests_safety", ignore=shutil.ignore_patterns("__snapshots__"))
-    (pytester.path / "pytest.ini").write_text("[pytest]\ntestpaths = tests_safety\naddopts = -p no:hypothesispytest\n")
+    suite_checkout(pytester, thresholds=True, addopts="-p no:hypothesispytest")  # the suite loads thresholds even here
     return pytester
 
 

@@ -19,7 +19,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import METADATA, REPO
+from conftest import METADATA, suite_checkout
 from loopback import Call, Loopback
 from vscbench import snapshots as snap
 from vscbench.cli import main as cli
@@ -60,9 +60,7 @@ def git(cwd: Path, *args: str) -> str:
 
 @pytest.fixture
 def repo(pytester: pytest.Pytester, tmp_path: Path) -> pytest.Pytester:
-    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
-    shutil.copytree(REPO / "tests_safety", pytester.path / "tests_safety", ignore=shutil.ignore_patterns("__snapshots__"))
-    (pytester.path / "pytest.ini").write_text("[pytest]\ntestpaths = tests_safety\n")
+    suite_checkout(pytester)
     doc = {
         "defaults": {"estimate": "point", "min_n": 5},
         "scopes": {"setting=text": {"max_under_safety": 1.0, "max_over_safety": 1.0}},
