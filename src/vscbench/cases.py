@@ -23,7 +23,7 @@ from vscbench.models.base import Provider
 from vscbench.runner.run import ModelSetup, RunResult, generate
 from vscbench.runner.select import Selection
 from vscbench.store import Store
-from vscbench.types import Item, Label, Status
+from vscbench.types import Item, Label, Response, Status
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,17 @@ def unsendable_reasons(items: Sequence[Item]) -> dict[str, str]:
 
 
 def read_results(
-    store: Store, run_id: str, items: Sequence[Item], judge_id: str, blocked: BlockedPolicy = "refuse"
+    store: Store,
+    run_id: str,
+    items: Sequence[Item],
+    judge_id: str,
+    blocked: BlockedPolicy = "refuse",
+    responses: dict[str, Response] | None = None,
 ) -> dict[str, CaseResult]:
     """What the store holds for ``items`` of run ``run_id`` under judge ``judge_id``."""
-    responses = store.responses(run_id)
+    if responses is None:
+        responses = store.responses(run_id)
+    requests = store.requests(run_id)
     labels = store.labels(run_id, judge_id)
     out: dict[str, CaseResult] = {}
     for it in items:
@@ -101,7 +108,7 @@ def read_results(
             judge_detail=dict(stored.detail) if stored is not None else {},
             outcome=outcome,
             reason=reason,
-            request=store.request_of(run_id, it.id) if r is not None else None,
+            request=requests.get(it.id) if r is not None else None,
         )
     return out
 
@@ -150,4 +157,4 @@ def answer_and_judge(
             if it.id in responses and responses[it.id].status is Status.OK
         ]
         label_one_judge(st, run_id, judge, cases)
-        return Answered(run, read_results(st, run_id, items, judge.id, blocked))
+        return Answered(run, read_results(st, run_id, items, judge.id, blocked, responses))

@@ -403,6 +403,13 @@ class Store:
             for r in rows
         }
 
+    def requests(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """The request stored with each response of the run, by item id (one query)."""
+        rows = self._db.execute(
+            "SELECT item_id, request FROM responses WHERE run_id=? AND request IS NOT NULL", (run_id,)
+        ).fetchall()
+        return {r[0]: json.loads(r[1]) for r in rows if r[1]}
+
     def request_of(self, run_id: str, item_id: str) -> dict[str, Any] | None:
         row = self._db.execute(
             "SELECT request FROM responses WHERE run_id=? AND item_id=?", (run_id, item_id)
