@@ -42,12 +42,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import _served, _server  # noqa: E402  (one loopback launcher for both benchmarks)
+
 SHARED = Path(os.environ.get("VSCBENCH_SHARED", REPO.parent / "shared")).resolve()
 METADATA = SHARED / "data" / "vscbench"
 MODEL = "openai-compatible/bench"
@@ -142,22 +144,6 @@ class Child:
     counts: dict[str, int] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     engine_exec: float | None = None
-
-
-def _server(latency: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "loopback.py"), "--latency", str(latency), "--no-parse"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    port = int(proc.stdout.readline())
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def _served(root_url: str) -> int:
-    with urllib.request.urlopen(root_url + "/_loopback/stats", timeout=10) as r:
-        return int(json.load(r)["requests"])
 
 
 def _children_cpu() -> float:

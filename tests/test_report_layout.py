@@ -9,14 +9,12 @@ test's temporary folder.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from report_store import C, R, build_store, image_query, o, text_query
-from test_browser_report import ARGS, CHROMIUM
 from vscbench.metrics import Outcome
 from vscbench.report import build_report, render
 from vscbench.store import Store
@@ -78,17 +76,6 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
             out[n] = base / f"report-{n}.html"
             out[n].write_text(render(rep, "html"), encoding="utf-8")
     return out
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 # Boxes in SVG user units (getBBox: unaffected by the CSS scaling of the chart).
