@@ -67,8 +67,9 @@ def run_suite(
 ) -> tuple[pytest.RunResult, dict[str, Any] | None]:
     out = p.path / "gate.json"
     out.unlink(missing_ok=True)
+    judge = [] if any(a.startswith("--judge") for a in args) else ["--judge=keyword"]  # repeated: a cascade
     res = p.runpytest_subprocess(
-        "--model=openai-compatible/x", f"--vsc-base-url={lb.base_url}", "--judge=keyword",
+        "--model=openai-compatible/x", f"--vsc-base-url={lb.base_url}", *judge,
         f"--vsc-metadata={METADATA}", f"--vsc-data-root={data_root}", f"--vsc-store={store}",
         f"--vsc-thresholds={th}", f"--vsc-json={out}", "-p", "no:randomly", *args,
     )  # fmt: skip

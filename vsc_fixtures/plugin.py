@@ -98,7 +98,7 @@ def query_id_of(item_id: str) -> str:
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("vscbench", "vscbench safety suite")
     g.addoption("--model", dest="vsc_model", help="alias (vsc_fixtures/models.yaml), engine spec or checkpoint dir")
-    g.addoption("--judge", dest="vsc_judge", default="local", help="local (default, offline), keyword, rubric:PROVIDER/MODEL")
+    g.addoption("--judge", dest="vsc_judge", action="append", help="local (default, offline), keyword, local:abstain=L, rubric:PROVIDER/MODEL; repeat for a cascade (--judge local --judge rubric:…)")
     g.addoption("--vsc-judge-base-url", help="base URL of the rubric judge's API (an OpenAI-compatible server)")
     g.addoption("--calibration", dest="vsc_calibration", action="append", default=[], help="reminder, fewshot:k=N, steer:…, revise:…")
     g.addoption("--vsc-base-url", help="base URL of an OpenAI-compatible server (openai-compatible/… models)")
@@ -275,6 +275,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{spec}: {doc}")
     state = SuiteState(config)
     config.stash[STATE_KEY] = state
+    from vscbench.judges.factory import judge_name
+
+    config.option.vsc_judge = judge_name(config.option.vsc_judge)  # repeated --judge: one cascade
     if config.getoption("vsc_model"):
         try:
             _configure_model(config, state)
@@ -339,11 +342,9 @@ def _configure_model(config: pytest.Config, state: SuiteState) -> None:
         policy=policy,
     )
     setup.check()
-    from vscbench.judges.factory import JUDGE_NAMES
+    from vscbench.judges.factory import check_judge_name
 
-    judge = opt("vsc_judge")
-    if judge not in ("local", "keyword") and not judge.startswith("rubric:"):
-        raise VscbenchError(f"--judge {judge}: use one of {', '.join(JUDGE_NAMES)}")
+    check_judge_name(opt("vsc_judge"))
     state.model, state.setup = replace(model, spec=spec), setup
     _configure_snapshots(config, state)
     if worker is not None:
@@ -799,8 +800,11 @@ def _baseline(config: pytest.Config, state: SuiteState, scored: list[str]) -> An
 
 
 def _judge_line(state: SuiteState) -> str:
+    from vscbench.judges.cascade import passed_on_text
+
     try:
         info = dict(state.judge.describe())
+        passed = passed_on_text(state.judge, state.config.getoption("vsc_store"), state.run_id, state.records)
     except Exception as exc:  # the judge is optional on the controller: say why it is not described
         return f"judge {state.config.getoption('vsc_judge')} ({exc})"
     state.judge_info = info
@@ -809,7 +813,7 @@ def _judge_line(state: SuiteState) -> str:
         if info.get(k):
             v = info[k]
             parts.append(f"{k} {v[:12] if k == 'head_sha256' else (json.dumps(v) if isinstance(v, dict) else v)}")
-    return ", ".join(parts)
+    return ", ".join(parts) + (f": {passed}" if passed else "")
 
 
 def _write_outputs(config: pytest.Config, state: SuiteState) -> None:

@@ -611,7 +611,9 @@ def _register_judge(sub: argparse._SubParsersAction[Any]) -> None:
         "--judge",
         action="append",
         metavar="NAME",
-        help="keyword, local (default) or rubric:PROVIDER/MODEL; repeat for several (kappa is printed)",
+        help="keyword, local (default), local:abstain=L, rubric:PROVIDER/MODEL, or a cascade "
+        "'local,rubric:PROVIDER/MODEL' (what local abstains on goes to the rubric judge; the share passed on is "
+        "printed); repeat for several judges (kappa is printed)",
     )
     _add_store_arg(p)
     p.add_argument("--force", action="store_true", help="judge again items this judge has already labelled")
@@ -630,7 +632,13 @@ def _register_judge(sub: argparse._SubParsersAction[Any]) -> None:
     )
     v.add_argument("--gold", required=True, metavar="FILE", help="CSV with human labels")
     v.add_argument("--format", required=True, choices=["xstest", "msts"], help="the gold file's format")
-    v.add_argument("--judge", default="local", metavar="NAME", help="the judge to score (default: local)")
+    v.add_argument(
+        "--judge",
+        default="local",
+        metavar="NAME",
+        help="the judge to score (default: local); a cascade 'local,rubric:PROVIDER/MODEL' also prints the share "
+        "passed on",
+    )
     _add_judge_call_args(v)
     v.set_defaults(func=_cmd_judge_validate)
 

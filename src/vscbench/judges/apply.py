@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vscbench.judges.base import Case, Judge, Verdict
+from vscbench.judges.cascade import CascadeJudge, PassedOn
 from vscbench.judges.validate import cohen_kappa, kappa_text
 from vscbench.store import Store, StoredLabel
 from vscbench.types import Label, Status
@@ -41,6 +42,8 @@ class JudgeResult:
     #: Of the ``judged`` items (judged this call), how many came out UNJUDGED, and the most common reason.
     unjudged_now: int = 0
     unjudged_reason: str | None = None
+    #: For a cascade (``local,rubric:…``): of its stored labels, how many each later stage decided or saw.
+    passed_on: PassedOn | None = None
 
     @property
     def labelled_nothing(self) -> bool:
@@ -57,6 +60,7 @@ class JudgeResult:
             "counts": self.counts,
             "unjudged_now": self.unjudged_now,
             "unjudged_reason": self.unjudged_reason,
+            **({"passed_on": self.passed_on.to_dict()} if self.passed_on is not None else {}),
         }
 
 
@@ -173,6 +177,10 @@ def label_one_judge(
     ok_ids = {c.item_id for c in cases}
     stored = store.labels(run_id, judge.id)
     counts = Counter(s.label.value for iid, s in stored.items() if iid in ok_ids)
+    passed_on = None
+    if isinstance(judge, CascadeJudge):
+        details = [s.detail for iid, s in stored.items() if iid in ok_ids]
+        passed_on = PassedOn.of_details([st.id for st in judge.stages], details)
     return JudgeResult(
         judge_id=judge.id,
         judged=len(todo),
@@ -181,6 +189,7 @@ def label_one_judge(
         counts={lab.value: counts.get(lab.value, 0) for lab in Label},
         unjudged_now=sum(reasons.values()),
         unjudged_reason=reasons.most_common(1)[0][0] if reasons else None,
+        passed_on=passed_on,
     )
 
 
@@ -272,6 +281,8 @@ def format_run_report(rep: JudgeRunReport) -> str:
             line += f"; pending {r.pending} (never answered: resume the run, then judge again)"
         lines.append(line)
         lines.append("  " + "  ".join(f"{k} {v}" for k, v in r.counts.items()))
+        if r.passed_on is not None:
+            lines.append(f"  cascade: {r.passed_on.text()} (abstained, of the labels stored)")
         if r.unjudged_now:
             lines.append(
                 f"  {r.unjudged_now} of {r.judged} judged now came out UNJUDGED (most common reason: "

@@ -332,6 +332,9 @@ def training_file_of(judge: Judge, path: str | Path) -> str | None:
     A head that records its sources (``training.sources_sha256``) is matched by the file's sha256, so a
     renamed copy is caught and an edited file is not; a head without that record by the judge-dev file names.
     """
+    stages = getattr(judge, "stages", None)  # a cascade: its local stage's training data
+    if isinstance(stages, list):
+        return next((f for f in (training_file_of(s, path) for s in stages) if f is not None), None)
     head = getattr(judge, "head", None)
     meta = getattr(head, "meta", None)
     jid = str(getattr(judge, "id", ""))
@@ -403,6 +406,16 @@ def format_validation(v: Validation) -> str:
     """A plain-text summary: figures, then the confusion matrix (rows = humans, columns = judge)."""
     left = ", ".join(f"{k} {n}" for k, n in v.left_out_by_label.items())
     lines = [f"judge {v.judge} on {v.path} ({v.format})", *judge_info_lines(v.judge_info)]
+    # a cascade: each stage's own lines, then what it passed on
+    for stage in v.judge_info.get("stages") or []:
+        lines += judge_info_lines(stage) if isinstance(stage, dict) else []
+    passed = v.judge_info.get("passed_on")
+    if isinstance(passed, dict):
+        for to in passed.get("to", []):
+            rate = f" ({to['rate']:.1%})" if to.get("rate") is not None else ""
+            lines.append(
+                f"  passed on          {to['n']}/{passed['judged']}{rate} to {to['judge']} (abstained)"
+            )
     if v.training_file is not None:
         lines += [
             f"  note: this file is training data of the local judge's head ({v.training_file}), so these",
