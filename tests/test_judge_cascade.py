@@ -195,6 +195,11 @@ def test_cli_judge_and_validate_store_under_the_cascade_and_print_the_rate(
         assert st.judges("r1") == [CASCADE]
         labels = st.labels("r1", CASCADE)
     assert PassedOn.of_details(["a", RUBRIC], [lab.detail for lab in labels.values()]).to[0][1] == 3
+    # the short name finds the labels stored under the cascade's id; an unknown name is still refused
+    assert main(["report", "--run", "r1", "--judge", "local," + RUBRIC, "--store", str(path)]) == 0
+    assert CASCADE in capsys.readouterr().out
+    assert main(["report", "--run", "r1", "--judge", "local,nosuch", "--store", str(path)]) == 2
+    assert "unknown judge 'local,nosuch'" in capsys.readouterr().err
 
     gold = tmp_path / "g.csv"
     rows = "".join(f'{QUERY},"{c.response}",2_full_refusal\n' for c in cases)

@@ -46,15 +46,29 @@ EXCLUDED_ARTIFACT = "excluded_items.jsonl"
 NO_JUDGE = "none"
 
 
+def canonical_judge_name(name: str) -> str | None:
+    """The id labels of judge ``name`` are stored under (a cascade's stages normalised: ``local,rubric:x`` ->
+    ``local:abstain=0.7,rubric:x``), or None for a name ``vscbench judge --judge`` does not accept. A stored
+    id may end in ``+image`` (its rubric judge saw the image); the suffix is kept."""
+    from vscbench.judges.factory import check_judge_name
+
+    base = name.removesuffix("+image")
+    try:
+        canon = check_judge_name(base)
+    except VscbenchError:
+        return None
+    return canon + name[len(base) :]
+
+
 def known_judge_name(name: str) -> bool:
-    """True for a name ``vscbench judge --judge`` accepts: ``keyword``, ``local`` or ``rubric:PROVIDER/MODEL``
-    (a stored rubric id may end in ``+image``, the judge that saw the image)."""
-    return name in ("keyword", "local") or (name.startswith("rubric:") and len(name.removesuffix("+image")) > 7)
+    """True for a name ``vscbench judge --judge`` accepts (:func:`canonical_judge_name`): ``keyword``,
+    ``local``, ``local:abstain=L``, ``rubric:PROVIDER/MODEL`` or a cascade of them."""
+    return canonical_judge_name(name) is not None
 
 
 def judge_command(run_id: str, name: str) -> str:
     """The ``vscbench judge`` command that stores labels of judge ``name`` for ``run_id``."""
-    if name.startswith("rubric:") and name.endswith("+image"):
+    if name.endswith("+image"):
         return f"vscbench judge --run {run_id} --judge {name.removesuffix('+image')} --judge-sees-image"
     return f"vscbench judge --run {run_id} --judge {name}"
 
@@ -73,6 +87,9 @@ def choose_judge(run_id: str, stored: Sequence[str], requested: str | None, *, h
     if requested:
         if requested in stored:
             return requested
+        canon = canonical_judge_name(requested)
+        if canon is not None and canon in stored:
+            return canon
         if not known_judge_name(requested):
             raise VscbenchError(
                 f"unknown judge '{requested}': run '{run_id}' has labels from: {have}; "
