@@ -3,6 +3,7 @@ playing the rubric judge; a failure of the second judge stays UNJUDGED with its 
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -242,7 +243,7 @@ def test_the_suite_with_two_judges_runs_the_cascade_and_prints_the_rate(
             "--model=openai-compatible/x", f"--vsc-base-url={lm.base_url}", "--judge", "local",
             "--judge", "rubric:openai/x", f"--vsc-judge-base-url={lj.base_url}", f"--vsc-metadata={METADATA}",
             f"--vsc-data-root={tmp_path / 'root'}", f"--vsc-store={store}", f"--vsc-thresholds={tmp_path / 't.yaml'}",
-            "-p", "no:randomly", "-m", "baseline", "--vsc-sample=10",
+            "-p", "no:randomly", "-m", "baseline", "--vsc-sample=10", f"--vsc-json={tmp_path / 'g.json'}",
         )  # fmt: skip
         judged_queries = sorted(_tagged(c, "request") for c in lj.calls)
     text = res.stdout.str()
@@ -262,3 +263,4 @@ def test_the_suite_with_two_judges_runs_the_cascade_and_prints_the_rate(
     n = len(unsure)
     line = f"judge local:abstain=0.7,rubric:openai/x: {n}/10 ({n / 10:.1%}) passed to rubric:openai/x"
     assert line in text, text
+    assert json.loads((tmp_path / "g.json").read_text())["judge"] == "local:abstain=0.7,rubric:openai/x"

@@ -344,7 +344,7 @@ def _configure_model(config: pytest.Config, state: SuiteState) -> None:
     setup.check()
     from vscbench.judges.factory import check_judge_name
 
-    check_judge_name(opt("vsc_judge"))
+    config.option.vsc_judge = check_judge_name(opt("vsc_judge"))  # stored id: local -> local:abstain=0.7
     state.model, state.setup = replace(model, spec=spec), setup
     _configure_snapshots(config, state)
     if worker is not None:
