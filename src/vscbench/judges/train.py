@@ -518,7 +518,7 @@ def abstention_table(
 
 
 def throughput(
-    texts: Sequence[str], queries: Sequence[str] | None = None, repeats: int = 1, precision: str = "auto"
+    texts: Sequence[str], queries: Sequence[str] | None = None, repeats: int = 1, precision: str = "fp32"
 ) -> dict[str, Any]:
     """Responses per second of ``LocalJudge`` on ``texts`` (model loaded and warmed first; no cache carried
     between repeats; the best repeat counts)."""
