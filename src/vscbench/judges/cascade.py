@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vscbench.errors import VscbenchError
-from vscbench.judges.base import Case, Judge, OnVerdict, Verdict
+from vscbench.judges.base import Case, Judge, OnVerdict, Verdict, judge_fingerprint
 from vscbench.types import Label
 
 
@@ -89,6 +89,11 @@ class CascadeJudge:
             raise VscbenchError("a judge cascade needs at least two judges")
         self.stages: list[Judge] = list(stages)
         self.id = ",".join(s.id for s in self.stages)
+        #: The stages' fingerprints (a stage without one by its id), when any stage has one.
+        fps = [judge_fingerprint(s) for s in self.stages]
+        self.fingerprint = (
+            ",".join(f or s.id for f, s in zip(fps, self.stages, strict=True)) if any(fps) else None
+        )
         #: Cases judged so far, and how many of them each stage has seen (``reached[0] == judged``).
         self.reached = [0] * len(self.stages)
         self.unjudged = 0

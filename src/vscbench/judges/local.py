@@ -298,6 +298,8 @@ class LocalJudge:
             self.id = f"local:abstain={abstain_below:g}"
         self.head = Head.load(head_path)
         self.embedder = Embedder(batch_size=batch_size, precision=precision)
+        #: Stored with every label; a label from another version, head or precision is judged again.
+        self.fingerprint = f"local/{JUDGE_VERSION}/{self.head.sha256[:16]}/{self.embedder.precision}"
         self._cache: dict[str, FloatArray] = {}
 
     def describe(self) -> dict[str, Any]:
