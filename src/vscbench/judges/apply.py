@@ -165,7 +165,8 @@ def label_one_judge(
         return s is not None and s.label.judged and (fp is None or s.detail.get(FINGERPRINT_KEY) == fp)
 
     todo = [c for c in cases if force or not reusable(c.item_id)]
-    stale = sum(1 for c in todo if c.item_id in have and have[c.item_id].label.judged)
+    # labels another build of the judge gave (with force every label is judged again anyway)
+    stale = 0 if force else sum(1 for c in todo if c.item_id in have and have[c.item_id].label.judged)
     buffer: list[tuple[str, Label, dict[str, Any]]] = []
     reasons: Counter[str] = Counter()
 
@@ -202,7 +203,7 @@ def label_one_judge(
         unjudged_now=sum(reasons.values()),
         unjudged_reason=reasons.most_common(1)[0][0] if reasons else None,
         passed_on=passed_on,
-        stale=0 if force else stale,
+        stale=stale,
     )
 
 

