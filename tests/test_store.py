@@ -4,14 +4,17 @@ writing to it, and can stand for a store file that does not exist yet (``missing
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from vscbench.cli import main
 from vscbench.errors import VscbenchError
-from vscbench.store import SCHEMA_VERSION, Store
+from vscbench.store import SCHEMA_VERSION, Store, _retry_while_locked
 from vscbench.types import Item
 
 
@@ -142,3 +145,75 @@ def test_runs_on_a_missing_store_says_so_and_creates_nothing(
     assert main(["runs", "--store", str(path)]) == 0
     assert capsys.readouterr().out.strip() == f"no runs yet in {path} (--store FILE or $VSCBENCH_STORE to look elsewhere)"
     assert not path.exists()
+
+
+def _open_many_times(path: str, times: int, start: Any, errors: Any) -> None:
+    start.wait()
+    try:
+        for _ in range(times):
+            with Store(path) as st, st.transaction() as db:
+                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('last_opener', ?)", (str(os.getpid()),))
+    except VscbenchError as exc:
+        errors.put(str(exc))
+
+
+def test_processes_opening_one_new_store_at_once_all_get_it(tmp_path: Path) -> None:
+    """The suite's xdist workers open the same store at the same moment. SQLite refuses the switch to WAL
+    at once (no busy wait) while another process opens or closes the file; before the retry, about one
+    opener in 30 failed with 'database is locked' and its worker errored every case."""
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    for round_ in range(12):
+        path = str(tmp_path / f"s{round_}.sqlite")
+        start = ctx.Barrier(8)
+        procs = [ctx.Process(target=_open_many_times, args=(path, 20, start, errors)) for _ in range(8)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+        assert all(p.exitcode == 0 for p in procs)
+    failures = []
+    while not errors.empty():
+        failures.append(errors.get())
+    assert failures == []
+
+
+def test_retry_while_locked_waits_out_locks_only() -> None:
+    calls: list[int] = []
+
+    def locked_twice() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+
+    _retry_while_locked(locked_twice, timeout=5.0)
+    assert len(calls) == 3
+
+    def always_locked() -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _retry_while_locked(always_locked, timeout=0.05)
+
+    other: list[int] = []
+
+    def disk_full() -> None:
+        other.append(1)
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        _retry_while_locked(disk_full, timeout=5.0)
+    assert len(other) == 1
+
+
+def test_a_store_from_before_provider_details_gains_the_raw_column_once(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE responses DROP COLUMN raw")
+    db.commit()
+    db.close()
+    for _ in range(2):  # the second open finds the column and leaves it alone
+        with Store(path) as st:
+            cols = [r[1] for r in st._db.execute("PRAGMA table_info(responses)")]
+            assert cols.count("raw") == 1

@@ -10,7 +10,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +79,30 @@ def default_store_path() -> Path:
     return Path(env).expanduser() if env else Path("vscbench_runs") / "vscbench.sqlite"
 
 
+#: Seconds a store operation waits for another process's lock before it gives up with "database is locked".
+LOCK_TIMEOUT_S = 30.0
+
+
+def _retry_while_locked(step: Callable[[], object], timeout: float = LOCK_TIMEOUT_S) -> None:
+    """Run ``step``, trying again while SQLite says the database is locked, for up to ``timeout`` seconds.
+
+    SQLite's busy timeout does not cover every lock: switching a file to WAL (``PRAGMA journal_mode=WAL``)
+    fails at once while another process is opening or closing the same store. Several suite workers open one
+    store at the same moment, so that wait is taken here; any other error is raised at once.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
 def _check_is_store(path: Path) -> None:
     """Refuse, reading only, a file that is not a vscbench store (nor empty) before anything writes to it.
 
@@ -89,7 +113,7 @@ def _check_is_store(path: Path) -> None:
         return
     not_store = VscbenchError(f"{path}: not a vscbench store")
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=LOCK_TIMEOUT_S)
     except sqlite3.Error as exc:
         raise VscbenchError(f"{path}: cannot open the store ({exc})") from exc
     try:
@@ -196,8 +220,8 @@ class Store:
                 f"{self.path}: cannot create the store's folder ({exc.strerror or exc})"
             ) from exc
         try:
-            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, isolation_level=None)
+            _retry_while_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             # One transaction, so another process never sees a half-made store (tables but no version).
@@ -207,9 +231,10 @@ class Store:
                 + f"INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');\n"
                 + "COMMIT;"
             )
-            cols = {r[1] for r in self._db.execute("PRAGMA table_info(responses)")}
-            if "raw" not in cols:  # stores written before provider details were kept
-                self._db.execute("ALTER TABLE responses ADD COLUMN raw TEXT")
+            with self.transaction():  # checked and altered under one lock: two openers never both add it
+                cols = {r[1] for r in self._db.execute("PRAGMA table_info(responses)")}
+                if "raw" not in cols:  # stores written before provider details were kept
+                    self._db.execute("ALTER TABLE responses ADD COLUMN raw TEXT")
         except sqlite3.Error as exc:
             db = getattr(self, "_db", None)
             if db is not None:
