@@ -1,4 +1,4 @@
-# vscbench: two commands matter. `make demo` runs the main job end to end offline; `make test` runs every check.
+# vscbench: two commands matter. `make suite` runs the main job (the safety suite) offline; `make test` runs every check.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -26,8 +26,10 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# Keeps ./vscbench_runs/ (the default store: paid-for responses and labels); delete it by hand if you mean to.
 clean:
-	rm -rf $(VENV) vscbench_runs demo_out
+	rm -rf $(VENV) demo_out
+	@if [ -e vscbench_runs ]; then echo "kept ./vscbench_runs/ (the default store); remove it by hand to start from nothing"; fi
 
 # The main job: the safety suite on the embedded defaults (offline tiny random model: meaningless numbers).
 suite: $(STAMP)
