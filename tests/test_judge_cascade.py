@@ -211,6 +211,13 @@ def test_cli_judge_and_validate_store_under_the_cascade_and_print_the_rate(
     out = capsys.readouterr().out
     assert f"judge {CASCADE} on" in out and lb.total == 3
     assert f"passed on          3/7 (42.9%) to {RUBRIC} (abstained)" in out
+    # --json carries the same share, and counts what the failing second stage left UNJUDGED
+    lb.reset()
+    lb.respond = lambda call: Reply(status=400, error_message="judge request refused")
+    assert main([*args, "--base-url", lb.base_url, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["passed_on"] == {"judged": 7, "rate": 0.4286, "to": [{"judge": RUBRIC, "n": 3, "rate": 0.4286}]}
+    assert doc["unjudged"] == 3 and sum(r["UNJUDGED"] for r in doc["confusion"].values()) == 3
 
 
 # -- the suite ------------------------------------------------------------------------------------------------

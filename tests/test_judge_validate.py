@@ -169,7 +169,9 @@ def test_cli_validate_keyword_acceptance(capsys: pytest.CaptureFixture[str]) -> 
     doc = json.loads(capsys.readouterr().out)
     assert set(doc) == {
         "n", "accuracy", "balanced_accuracy", "macro_f1", "kappa", "confusion", "left_out", "training_data",
+        "unjudged", "passed_on",
     }  # fmt: skip
+    assert doc["unjudged"] == 0 and doc["passed_on"] is None  # one judge, which never fails
     assert doc["n"] == 450 and doc["left_out"] == 0
     assert doc["training_data"] is False  # the keyword judge is not trained on anything
     assert doc["accuracy"] == pytest.approx(0.844, abs=0.005)

@@ -278,8 +278,11 @@ class Validation:
 
     def to_json(self) -> dict[str, Any]:
         """Exactly the documented keys: n, accuracy, balanced_accuracy, macro_f1, kappa (null when undefined),
-        confusion, left_out, training_data (true when the judge was trained on this file: in-sample figures).
+        confusion, left_out, training_data (true when the judge was trained on this file: in-sample figures),
+        unjudged (rows the judge left UNJUDGED: counted wrong above), passed_on (a cascade's share passed
+        to each later stage, as ``{"judged", "rate", "to": [{"judge", "n", "rate"}]}``; null for one judge).
         """
+        passed = self.judge_info.get("passed_on")
         return {
             "n": self.n,
             "accuracy": _round(self.accuracy),
@@ -289,6 +292,8 @@ class Validation:
             "confusion": self.confusion,
             "left_out": self.left_out,
             "training_data": self.training_file is not None,
+            "unjudged": self.unjudged,
+            "passed_on": passed if isinstance(passed, dict) else None,
         }
 
 
