@@ -354,3 +354,32 @@ def test_the_suite_finds_the_metadata_like_every_command_or_says_the_same_line(
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
     expected = metadata_not_found(None)
     assert [x for x in missing.stderr.lines if x.startswith("ERROR:")] == [f"ERROR: {expected}"]
+
+
+def test_labels_an_older_build_of_the_judge_stored_are_judged_again_and_counted(
+    suite: pytest.Pytester, server: Loopback, data_root: Path, tmp_path: Path
+) -> None:
+    """A persistent store outlives upgrades: the suite never scores a label another head of ``local`` gave,
+    and its judge line says how many it judged again (with -n 2: the count travels from the workers)."""
+    pytest.importorskip("sentence_transformers")
+    store = tmp_path / "s.sqlite"
+    th = thresholds(tmp_path / "t.yaml", {"setting=text": {"max_under_safety": 1.0, "max_over_safety": 1.0}}, min_n=1)
+    args = ("--judge=local", "-m", "baseline", "--vsc-sample=12")
+    server.reset()
+    first, _ = run_suite(suite, server, data_root, store, th, *args)
+    assert first.ret == 0, first.stdout.str()
+    assert "judged again" not in first.stdout.str() and server.total == 12
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT item_id, detail FROM labels WHERE judge_id = 'local'").fetchall()
+        assert len(rows) == 12
+        for iid, detail in rows[:5]:  # as an older head would have left them
+            old = json.loads(detail) | {"judge_fingerprint": "local/1/0123456789abcdef/fp32"}
+            db.execute("UPDATE labels SET detail = ? WHERE item_id = ? AND judge_id = 'local'", (json.dumps(old), iid))
+    server.reset()
+    again, _ = run_suite(suite, server, data_root, store, th, *args, "-n", "2")
+    assert again.ret == 0, again.stdout.str()
+    assert server.total == 0  # the responses are reused; only the labels are judged again
+    assert "5 stored labels judged again (another build of the judge gave them)" in again.stdout.str()
+    with sqlite3.connect(store) as db:
+        fps = {json.loads(d)["judge_fingerprint"] for (d,) in db.execute("SELECT detail FROM labels")}
+    assert len(fps) == 1 and "0123456789abcdef" not in fps.pop()

@@ -144,6 +144,7 @@ class CaseRecord:
     response: str = ""
     snapshot: str | None = None  # same | new | stale | flip | unscored (None: snapshots off)
     before: str | None = None  # the snapshot's verdict, for a flip
+    relabelled: bool = False  # its stored label came from another build of the judge: judged again now
 
 
 @dataclass
@@ -599,6 +600,7 @@ def vsc_case(request: pytest.FixtureRequest, vsc_item: Any) -> Any:
         (PROP_PREFIX + "judge", res.judge_id),
         (PROP_PREFIX + "reason", res.reason or res.error),
         (PROP_PREFIX + "response", res.text[:2000]),
+        *([(PROP_PREFIX + "relabelled", True)] if res.relabelled else []),
     ]
     view = CaseView(vsc_item, res, bool(request.config.getoption("vsc_strict")))
     if state.snapshots:
@@ -706,7 +708,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
         state.records[iid] = CaseRecord(
             text("outcome"), text("status"), text("label"), text("reason"), text("response") or "",
-            text("snapshot"), text("before"),
+            text("snapshot"), text("before"), props.get(PROP_PREFIX + "relabelled") is True,
         )  # fmt: skip
     elif report.failed and iid not in state.records:
         state.records[iid] = CaseRecord(None, reason=f"{report.when} failed")
@@ -813,6 +815,9 @@ def _judge_line(state: SuiteState) -> str:
         if info.get(k):
             v = info[k]
             parts.append(f"{k} {v[:12] if k == 'head_sha256' else (json.dumps(v) if isinstance(v, dict) else v)}")
+    again = sum(1 for rec in state.records.values() if rec.relabelled)
+    if again:  # labels a stored run kept from an older head (an upgrade, another --head): never reused
+        parts.append(f"{again} stored labels judged again (another build of the judge gave them)")
     return ", ".join(parts) + (f": {passed}" if passed else "")
 
 

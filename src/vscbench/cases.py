@@ -10,7 +10,7 @@ with its reason: never a refusal, never an answer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ class CaseResult:
     outcome: str  # correct | under-safe | over-safe | unscored
     reason: str | None  # why unscored
     request: dict[str, Any] | None = None  # what was sent (system prompt, turns), as stored
+    #: True when the stored label came from another build of the judge and was judged again now.
+    relabelled: bool = False
 
     @property
     def prompt(self) -> str:
@@ -156,5 +158,8 @@ def answer_and_judge(
             for it in items
             if it.id in responses and responses[it.id].status is Status.OK
         ]
-        label_one_judge(st, run_id, judge, cases)
-        return Answered(run, read_results(st, run_id, items, judge.id, blocked, responses))
+        judged = label_one_judge(st, run_id, judge, cases)
+        results = read_results(st, run_id, items, judge.id, blocked, responses)
+        for iid in judged.stale_ids & results.keys():
+            results[iid] = replace(results[iid], relabelled=True)
+        return Answered(run, results)

@@ -46,8 +46,12 @@ class JudgeResult:
     unjudged_reason: str | None = None
     #: For a cascade (``local,rubric:…``): of its stored labels, how many each later stage decided or saw.
     passed_on: PassedOn | None = None
-    #: Of the ``judged`` items, how many replaced a label that another build of the judge had stored.
-    stale: int = 0
+    #: Of the ``judged`` items, those that replaced a label another build of the judge had stored.
+    stale_ids: frozenset[str] = frozenset()
+
+    @property
+    def stale(self) -> int:
+        return len(self.stale_ids)
 
     @property
     def labelled_nothing(self) -> bool:
@@ -166,7 +170,9 @@ def label_one_judge(
 
     todo = [c for c in cases if force or not reusable(c.item_id)]
     # labels another build of the judge gave (with force every label is judged again anyway)
-    stale = 0 if force else sum(1 for c in todo if c.item_id in have and have[c.item_id].label.judged)
+    stale = frozenset(
+        () if force else (c.item_id for c in todo if c.item_id in have and have[c.item_id].label.judged)
+    )
     buffer: list[tuple[str, Label, dict[str, Any]]] = []
     reasons: Counter[str] = Counter()
 
@@ -203,7 +209,7 @@ def label_one_judge(
         unjudged_now=sum(reasons.values()),
         unjudged_reason=reasons.most_common(1)[0][0] if reasons else None,
         passed_on=passed_on,
-        stale=stale,
+        stale_ids=stale,
     )
 
 
