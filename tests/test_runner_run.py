@@ -104,6 +104,26 @@ def test_resume_sends_nothing_for_answered_items_and_retry_errors_reasks_only_er
         )
 
 
+def test_only_selected_sends_the_selection_and_leaves_the_runs_other_pending_items(
+    lb: Loopback, tmp_path: Path, all_items: list[Item]
+) -> None:
+    """Processes sharing a run (the suite's xdist workers) each send only their own items: another's pending
+    item may be in flight from that process right now. A plain resume still completes the whole run."""
+    q2id = query_to_id(all_items)
+    text = [i for i in all_items if i.setting == "text"]
+    mine, theirs, later = text[0], text[1], text[2]
+    lb.script[theirs.query] = [Reply(status=400)]
+    go(lb, tmp_path, selection=Selection(ids=(mine.id, theirs.id)), run_id="shared")
+    lb.reset()
+    res = go(lb, tmp_path, selection=Selection(ids=(later.id,)), run_id="shared", retry_errors=True, only_selected=True)
+    assert [q2id[c.key] for c in lb.calls if c.key] == [later.id] and res.sent == 1 and res.skipped == 0
+    assert res.counts["items"] == 3 and res.counts["error"] == 1  # the other item is left to its owner
+    lb.reset()
+    lb.script.clear()
+    res = go(lb, tmp_path, selection=Selection(ids=(later.id,)), run_id="shared", retry_errors=True)
+    assert [q2id[c.key] for c in lb.calls if c.key] == [theirs.id] and res.counts["ok"] == 3
+
+
 def test_resume_with_other_settings_is_refused(lb: Loopback, tmp_path: Path) -> None:
     sel = Selection(settings=("text",), limit=3)
     go(lb, tmp_path, selection=sel, run_id="r3")

@@ -7,8 +7,9 @@ How a session flows (see ../shared/DESIGN.md, "The suite"):
   ``--vsc-last-misses`` deselect;
 - before the cases run, the selected items are answered in batches through the engine
   (:func:`vscbench.cases.answer_and_judge`: one stored run per model setup, resumed, so nothing already
-  answered is sent again), and judged. With ``-n N`` each worker answers whole shards of pairs, and the
-  scheduler gives each shard to one worker, so no request is sent twice;
+  answered is sent again), and judged. With ``-n N`` each worker answers whole shards of pairs, the
+  scheduler gives each shard to one worker, and a worker resuming the shared run sends only its own items
+  (never the run's other pending ones, which another worker may be sending), so no request is sent twice;
 - each case reads its outcome (correct, under-safe, over-safe, unscored) and records it on its report;
 - the controller gathers every report, runs the gate once (:mod:`vscbench.gate`), prints one table and sets
   the exit code.

@@ -148,6 +148,7 @@ def answer_and_judge(
             retry_errors=True,
             progress=progress,
             provider=provider,
+            only_selected=True,  # another process sharing the run may be sending its other items now
         )
     with Store(store) as st:
         if not items:

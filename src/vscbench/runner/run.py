@@ -484,12 +484,15 @@ def run_generation(
     dtype: str | None = None,
     progress: bool | None = None,
     provider: Provider | None = None,
+    only_selected: bool = False,
 ) -> RunResult:
     """Create or resume a generation run and answer every pending item (see the module invariants).
 
     Order: check and select (nothing written), render missing images, build the provider (an ``hf/`` model
     loads here), record the run, send. ``provider`` replaces the one ``model`` names (tests, embedding); it
-    is then not closed here.
+    is then not closed here. With ``only_selected`` a resume sends only the selected items, never the run's
+    other pending ones: processes sharing one run (the suite's xdist workers) each send the items they own,
+    while another may be sending the rest at that moment.
     """
     check_options(config, limits, policy, batch_size)
     check_selection(selection)
@@ -550,7 +553,7 @@ def run_generation(
                     _check_base_url(plan.run_id, plan.stored, prov.describe())
                 return await _run(
                     st, prov, provider_name, wanted, paths, plan, selection, config, cals, limits, policy,
-                    retry_errors, progress, planning.close,
+                    retry_errors, progress, planning.close, only_selected,
                 )  # fmt: skip
             finally:
                 if own_provider:
@@ -636,6 +639,7 @@ async def _run(
     retry_errors: bool,
     progress: bool | None,
     done_planning: Callable[[], None] = lambda: None,
+    only_selected: bool = False,
 ) -> RunResult:
     run_id = plan.run_id
     # An in-process model (hf/) answers in batches: let at least a batch of requests queue up.
@@ -649,7 +653,8 @@ async def _run(
     ids = {it.id for it in all_items}
     answered = store.completed_item_ids(run_id, include_errors=False) & ids if plan.resumed else set()
     errored = (store.completed_item_ids(run_id) & ids) - answered if plan.resumed else set()
-    pending = [it for it in all_items if it.id not in answered and (retry_errors or it.id not in errored)]
+    to_send = plan.items if only_selected else all_items
+    pending = [it for it in to_send if it.id not in answered and (retry_errors or it.id not in errored)]
     requests = [build_request(it, config, cals) for it in pending]  # may refuse an item: nothing written yet
 
     if plan.resumed:
@@ -753,10 +758,10 @@ async def _run(
         counts=counts,
         stats=stats,
         sent=len(requests),
-        skipped=len(all_items) - len(pending),
+        skipped=len(to_send) - len(pending),
         excluded=plan.excluded,
         resumed=plan.resumed,
-        skipped_errors=0 if retry_errors else len(errored),
+        skipped_errors=0 if retry_errors else sum(1 for it in to_send if it.id in errored),
         error_example=example,
         notes=plan.notes,
     )
@@ -850,8 +855,10 @@ def generate(
     retry_errors: bool = False,
     progress: bool | None = None,
     provider: Provider | None = None,
+    only_selected: bool = False,
 ) -> RunResult:
-    """Answer the selected items with ``setup`` into ``store`` (a new run, or a resume of ``run_id``)."""
+    """Answer the selected items with ``setup`` into ``store`` (a new run, or a resume of ``run_id``);
+    ``only_selected``: see :func:`run_generation`."""
     return run_generation(
         setup.model,
         base_url=setup.base_url,
@@ -870,6 +877,7 @@ def generate(
         dtype=setup.dtype,
         progress=progress,
         provider=provider,
+        only_selected=only_selected,
     )
 
 
