@@ -8,9 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy  # noqa: F401  (loaded before any pytester test snapshots sys.modules: see below)
 import pytest
 
 from loopback import Loopback
+
+# pytester restores sys.modules after each test, so a module first imported inside such a test is unloaded
+# again; numpy's C extension cannot be loaded twice in one process, and every later test importing it would
+# fail. Importing it here makes the tests' order irrelevant (a file run alone, -k, -p randomly).
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VSCBENCH_SHARED", REPO.parent / "shared")).resolve()

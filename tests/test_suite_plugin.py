@@ -379,7 +379,6 @@ def test_labels_an_older_build_of_the_judge_stored_are_judged_again_and_counted(
 ) -> None:
     """A persistent store outlives upgrades: the suite never scores a label another head of ``local`` gave,
     and its judge line says how many it judged again (with -n 2: the count travels from the workers)."""
-    pytest.importorskip("sentence_transformers")
     store = tmp_path / "s.sqlite"
     th = thresholds(tmp_path / "t.yaml", {"setting=text": {"max_under_safety": 1.0, "max_over_safety": 1.0}}, min_n=1)
     args = ("--judge=local", "-m", "baseline", "--vsc-sample=12")
