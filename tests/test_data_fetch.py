@@ -17,7 +17,8 @@ import pytest
 
 from vscbench.cli import main
 from vscbench.data.archive import ArchiveError, Limits, import_archive, safe_member_name
-from vscbench.data.fetch import METADATA_SHA256, fetch_metadata
+from vscbench.data.fetch import fetch_metadata
+from vscbench.data.paths import METADATA_SHA256
 from vscbench.data.synthetic import tiny_image_bytes
 from vscbench.errors import VscbenchError
 

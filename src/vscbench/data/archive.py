@@ -35,6 +35,7 @@ from typing import IO
 from vscbench.data.paths import (
     IMAGE_CENTRIC_DIR,
     IMAGE_CENTRIC_XLSX,
+    METADATA_SHA256,
     TEXT_CENTRIC_DIR,
     TEXT_CENTRIC_XLSX,
     writable_folder,
@@ -286,8 +287,6 @@ def import_archive(archive: Path, root: Path, limits: Limits = Limits()) -> Impo
     Existing files of the same name are replaced. Metadata files in the archive are installed only when
     they match the pinned upstream SHA-256; otherwise they are skipped and reported.
     """
-    from vscbench.data.fetch import METADATA_SHA256
-
     archive = Path(archive).expanduser().resolve()
     root = writable_folder(Path(root).expanduser().resolve())
     summary = ImportSummary(archive=archive, root=root)

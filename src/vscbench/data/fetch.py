@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vscbench.data.archive import ImportSummary, Limits, import_archive
-from vscbench.data.paths import IMAGE_CENTRIC_XLSX, TEXT_CENTRIC_XLSX, writable_folder, writing
+from vscbench.data.paths import METADATA_SHA256, writable_folder, writing  # the pinned hashes live in paths
 from vscbench.errors import VscbenchError, require
 from vscbench.hashing import sha256_file
 
@@ -27,11 +27,6 @@ UPSTREAM_REPO = "jiahuigeng/VSCBench"
 #: The upstream commit the metadata is pinned to (short form 426fa1f).
 UPSTREAM_COMMIT = "426fa1f5b3ccce639ac5cbc593d887f166fc12d9"
 RAW_BASE_URL = f"https://raw.githubusercontent.com/{UPSTREAM_REPO}/{UPSTREAM_COMMIT}"
-#: SHA-256 of the metadata files at :data:`UPSTREAM_COMMIT`.
-METADATA_SHA256: dict[str, str] = {
-    IMAGE_CENTRIC_XLSX: "f33fc4d9622e93cf2710c27586bc059ea1d93385f7c7d93a0d2d9c6e82f568ee",
-    TEXT_CENTRIC_XLSX: "dbac4ced24a41ffdef3b8c0297cabb2575b6d28b07f833966b0ce4f2cfd9d08b",
-}
 #: Google Drive file id of the full dataset archive, from the upstream README at :data:`UPSTREAM_COMMIT`
 #: ("Google Drive - VSCBench Full Dataset"). Override with ``--drive-id`` if upstream moves it.
 DRIVE_FILE_ID = "1U6l3XvoInLJeQTMcmjySADvmwUs3ifnG"

@@ -29,6 +29,13 @@ IMAGE_CENTRIC_XLSX = "vscbench_image_centric.xlsx"
 TEXT_CENTRIC_XLSX = "vscbench_text_centric.xlsx"
 IMAGE_CENTRIC_DIR = "vscbench_image_centric_images"
 TEXT_CENTRIC_DIR = "vscbench_text_centric_images"
+#: SHA-256 of the two metadata files at the pinned upstream commit (``vscbench.data.fetch.UPSTREAM_COMMIT``,
+#: 426fa1f): what a release's metadata must be, checked by the download (``fetch``), the archive import
+#: (``archive``) and ``data verify``.
+METADATA_SHA256: dict[str, str] = {
+    IMAGE_CENTRIC_XLSX: "f33fc4d9622e93cf2710c27586bc059ea1d93385f7c7d93a0d2d9c6e82f568ee",
+    TEXT_CENTRIC_XLSX: "dbac4ced24a41ffdef3b8c0297cabb2575b6d28b07f833966b0ce4f2cfd9d08b",
+}
 
 
 METADATA_ENV = "VSCBENCH_METADATA"

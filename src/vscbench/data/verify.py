@@ -24,7 +24,7 @@ from PIL import Image
 
 from vscbench.data.images import MAX_IMAGE_PIXELS, ImageProblem, check_image
 from vscbench.data.items import BLANK_QUERY_NOTE, load_items
-from vscbench.data.paths import DataPaths
+from vscbench.data.paths import METADATA_SHA256, DataPaths
 from vscbench.hashing import sha256_file
 from vscbench.types import CATEGORIES, SETTINGS, Item
 
@@ -269,8 +269,6 @@ class VerifyReport:
 
 
 def _metadata_info(paths: DataPaths) -> dict[str, dict[str, Any]]:
-    from vscbench.data.fetch import METADATA_SHA256
-
     out: dict[str, dict[str, Any]] = {}
     for half, p in (("image", paths.image_centric_xlsx), ("text", paths.text_centric_xlsx)):
         digest = sha256_file(p)
