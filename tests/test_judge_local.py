@@ -283,11 +283,10 @@ WEIGHT_TOLERANCE = 1e-4
 @pytest.mark.slow
 def test_train_rebuilds_the_shipped_head_on_any_cpu(tmp_path: Path) -> None:
     """The one slow test (~35 s): `judge train` gives the shipped head up to a stated tolerance, same labels."""
-    from vscbench.judges.local import Head
+    from vscbench.judges.local import Head, build_info
     from vscbench.judges.train import (
         _predict_local,
         _sources,
-        build_info,
         fit_heads,
         head_document,
         load_training_rows,

@@ -60,6 +60,40 @@ HEAD_NAMES: tuple[str, ...] = ("safety_aware", "REFUSE", "WARN", "COMPLY", "OFF_
 
 FloatArray = npt.NDArray[np.float64]
 
+#: The judge-dev files the shipped head is trained on (``vscbench judge train``); ``judge validate`` flags
+#: them as in-sample for a head that records no source hashes.
+DEV_FILES: tuple[tuple[str, str, str], ...] = (
+    # (file, format, group name for leave-one-model-out)
+    ("xstest_v2_completions_gpt4.csv", "xstest", "xstest/gpt4"),
+    ("xstest_v2_completions_mistralinstruct.csv", "xstest", "xstest/mistralinstruct"),
+    ("msts_english_multimodal_dev.csv", "msts", ""),  # group = msts/<model column>
+)
+
+
+def build_info() -> dict[str, str]:
+    """The versions and the CPU kernels a head is built with (recorded in the head, printed by validate)."""
+    import platform
+    from importlib import metadata
+
+    torch = require("torch", "local-judge")
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": str(torch.__version__),
+        "sentence_transformers": version("sentence-transformers"),
+        "transformers": version("transformers"),
+        "embedding_package": f"{EMBEDDING_PACKAGE.split('==')[0]}=={version(EMBEDDING_PACKAGE.split('==')[0])}",
+        "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+        "machine": platform.machine(),
+    }
+
 
 def default_head_path() -> Path:
     """The head shipped in the package."""

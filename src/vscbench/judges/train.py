@@ -42,7 +42,8 @@ from vscbench.errors import VscbenchError, require
 from vscbench.hashing import sha256_file
 from vscbench.judges.features import FEATURE_NAMES, rule_label
 from vscbench.judges.keyword import keyword_label
-from vscbench.judges.local import (
+from vscbench.judges.local import (  # DEV_FILES and build_info: the head's provenance, owned by local
+    DEV_FILES,
     EMBEDDING_DIM,
     EMBEDDING_PACKAGE,
     HEAD_CHARS,
@@ -52,6 +53,7 @@ from vscbench.judges.local import (
     Embedder,
     FloatArray,
     Head,
+    build_info,
     confidence,
     decide,
     feature_matrix,
@@ -63,12 +65,6 @@ from vscbench.types import Label
 C = 0.1
 NEWTON_STEPS = 50
 
-DEV_FILES: tuple[tuple[str, str, str], ...] = (
-    # (file, format, group name for leave-one-model-out)
-    ("xstest_v2_completions_gpt4.csv", "xstest", "xstest/gpt4"),
-    ("xstest_v2_completions_mistralinstruct.csv", "xstest", "xstest/mistralinstruct"),
-    ("msts_english_multimodal_dev.csv", "msts", ""),  # group = msts/<model column>
-)
 EXAMPLES_FILE = "local_examples.jsonl"
 EXAMPLES_GROUP = "self"
 
@@ -230,31 +226,6 @@ def fit_heads(x: FloatArray, labels: Sequence[Label], c: float = C) -> tuple[Flo
         ws.append(w)
         bs.append(b)
     return np.stack(ws), np.array(bs)
-
-
-def build_info() -> dict[str, str]:
-    """The versions and the CPU kernels a head is built with (recorded in the head, printed by validate)."""
-    import platform
-    from importlib import metadata
-
-    torch = require("torch", "local-judge")
-
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": str(torch.__version__),
-        "sentence_transformers": version("sentence-transformers"),
-        "transformers": version("transformers"),
-        "embedding_package": f"{EMBEDDING_PACKAGE.split('==')[0]}=={version(EMBEDDING_PACKAGE.split('==')[0])}",
-        "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
-        "machine": platform.machine(),
-    }
 
 
 def _r(v: float) -> float:

@@ -353,7 +353,7 @@ def training_file_of(judge: Judge, path: str | Path) -> str | None:
 
         digest = sha256_file(p)
         return next((str(name) for name, h in sorted(sources.items()) if h == digest), None)
-    from vscbench.judges.train import DEV_FILES
+    from vscbench.judges.local import DEV_FILES
 
     return p.name if p.name in {name for name, _, _ in DEV_FILES} else None
 
@@ -390,7 +390,7 @@ def judge_info_lines(info: dict[str, Any]) -> list[str]:
 
     lines.append(f"  head built with   {versions(built)}" if built else "  head built with   (not recorded)")
     try:
-        from vscbench.judges.train import build_info
+        from vscbench.judges.local import build_info
 
         lines.append(f"  running with      {versions(build_info())}")
     except Exception:  # noqa: BLE001 - an informative line only; never fails a validation

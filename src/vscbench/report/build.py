@@ -8,8 +8,7 @@ later run against the first one on their common items.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,16 +29,13 @@ from vscbench.metrics import (
     verdicts_for,
 )
 from vscbench.report.names import model_label
+from vscbench.report.outcomes import excluded_ids, run_outcomes
 from vscbench.store import Store
 from vscbench.types import Item, Label, Response, Status
 
 DEFAULT_JUDGE = "local"
 #: Manifest key a run sets to put a warning banner on every report of it (e.g. the demo's random model).
 BANNER_KEY = "banner"
-#: Manifest key listing the items a run never sent (e.g. blank queries).
-EXCLUDED_KEY = "excluded_items"
-#: Run artifact holding the full snapshot of each never-sent item (one ``Item.to_dict()`` JSON per line).
-EXCLUDED_ARTIFACT = "excluded_items.jsonl"
 
 
 #: What a report names as the judge of a run that has nothing a judge could label (no ``ok`` response).
@@ -112,51 +108,6 @@ def choose_judge(run_id: str, stored: Sequence[str], requested: str | None, *, h
     raise VscbenchError(
         f"run '{run_id}' has labels from several judges ({', '.join(stored)}): pick one with --judge"
     )
-
-
-def excluded_ids(manifest: Mapping[str, Any]) -> set[str]:
-    """Item ids the run never sent, from the manifest's ``excluded_items`` (ids, or objects with ``item_id``/``id``)."""
-    raw = manifest.get(EXCLUDED_KEY) or []
-    out: set[str] = set()
-    if isinstance(raw, Mapping):
-        return {str(k) for k in raw}
-    if isinstance(raw, (list, tuple)):
-        for x in raw:
-            if isinstance(x, str):
-                out.add(x)
-            elif isinstance(x, Mapping):
-                iid = x.get("item_id", x.get("id"))
-                if iid is not None:
-                    out.add(str(iid))
-    return out
-
-
-def excluded_snapshots(data: bytes | None, never: set[str]) -> list[Item]:
-    """The never-sent items of a run from its ``excluded_items.jsonl`` artifact (one ``Item.to_dict()`` per line).
-
-    Only items listed in the manifest's ``excluded_items`` (``never``) count, each once, in file order. A line
-    that is not a readable item is skipped: its id, if listed, is then counted for the run only (as for runs
-    stored before the artifact existed).
-    """
-    if not data:
-        return []
-    out: list[Item] = []
-    seen: set[str] = set()
-    for line in data.decode("utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-            it = Item.from_dict(d) if isinstance(d, dict) else None
-        except (ValueError, TypeError):
-            continue
-        if it is None or not isinstance(it.id, str) or it.id not in never or it.id in seen:
-            continue
-        if it.half not in ("image", "text") or not isinstance(it.query_id, str):
-            continue
-        seen.add(it.id)
-        out.append(it)
-    return out
 
 
 @dataclass
@@ -239,36 +190,6 @@ class Report:
         n = sum(r.coverage.blocked for r in self.runs)
         how = "scored as REFUSE" if self.blocked == "refuse" else "excluded from the rates"
         return f"blocked responses (provider safety filter): {n}, {how} (--blocked {self.blocked})"
-
-
-def run_outcomes(
-    store: Store, run_id: str, judge_id: str | None, manifest: Mapping[str, Any] | None = None
-) -> tuple[list[Item], dict[str, Outcome]]:
-    """Items of a run and each item's outcome: stored status, ``judge_id``'s label, and whether it was sent
-    (never-sent items are read from the manifest by :func:`excluded_ids`). The one place outcomes are built.
-
-    The items are the run's own, then the never-sent items whose snapshot the run stored in
-    :data:`EXCLUDED_ARTIFACT` (not sent, so counted per group and never scored); a listed id without a
-    snapshot is left to :func:`load_run` to count for the whole run."""
-    items = store.run_items(run_id)
-    responses = store.responses(run_id)
-    labels = store.labels(run_id, judge_id) if judge_id else {}
-    never = excluded_ids(manifest if manifest is not None else store.get_run(run_id).manifest)
-    own = {it.id for it in items}
-    if never - own:
-        items += [
-            it for it in excluded_snapshots(store.get_artifact(run_id, EXCLUDED_ARTIFACT), never) if it.id not in own
-        ]
-    outcomes: dict[str, Outcome] = {}
-    for it in items:
-        r = responses.get(it.id)
-        lab = labels.get(it.id)
-        outcomes[it.id] = Outcome(
-            status=r.status if r is not None else None,
-            label=lab.label if lab is not None else None,
-            sent=it.id not in never,
-        )
-    return items, outcomes
 
 
 def load_run(

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from vscbench.metrics import DEFAULT_RESAMPLES, compare
-from vscbench.report.build import run_outcomes
 from vscbench.report.names import model_label
+from vscbench.report.outcomes import run_outcomes
 from vscbench.store import RunInfo, Store
 
 UTILITY_KIND = "utility"
