@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo suite test lint typecheck pytest clean
+.PHONY: setup demo suite test lint imports typecheck pytest clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh "$(PY)" "$(VENV)"
@@ -18,13 +18,17 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks vsc_fixtures tests_safety conftest.py
 
+# The layering contracts in pyproject.toml ([tool.importlinter]; ARCHITECTURE.md): no upward import, no circle.
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
 	$(BIN)/pytest -p pytester tests
 
-test: lint typecheck pytest
+test: lint imports typecheck pytest
 
 # Keeps ./vscbench_runs/ (the default store: paid-for responses and labels); delete it by hand if you mean to.
 clean:
