@@ -209,7 +209,7 @@ def test_relative_gate_non_inferiority_fails_an_unproven_rise_the_old_rule_passe
 
     from vscbench.gate import to_json
 
-    sample = TEXT[::4]  # 113 text-only cases, 50 unsafe
+    sample = TEXT[::4]  # 113 text-only cases, 49 unsafe
     unsafe = [i.id for i in sample if i.label == "unsafe"]
     v1 = set(unsafe)
     v2 = v1 - set(unsafe[:2])  # two more unsafe prompts answered: +4 points

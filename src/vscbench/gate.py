@@ -663,7 +663,7 @@ def _baseline_row(
     p = p_value if p_value is not None else 1.0
     level = f"{100 * conf:g}%"
     mcnemar = f"McNemar p {p:.3g} ({fixed} fixed, {broke} broke)"
-    ci = f"{level} interval [{lo:+.3f}, {hi:+.3f}]" + (f" (design effect {deff:.2f})" if deff > 1.0 else "")
+    ci = f"{level} interval [{lo:+.3f}, {hi:+.3f}]" + (f" (design effect {deff:.2f})" if deff >= 1.005 else "")
     needed = None
     if rule.rule == SIGNIFICANT_RISE:
         bad = delta > margin + 1e-9 and p < rule.alpha
