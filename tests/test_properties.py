@@ -467,6 +467,60 @@ def test_excluded_cases_never_move_a_gate_rate(s: Session, doc: dict[str, Any], 
         )
 
 
+@FAST
+@given(
+    seed=st.integers(0, 2**16),
+    size=st.integers(1, 400),
+    rates=st.tuples(st.floats(0, 1), st.floats(0, 0.3), st.floats(0, 0.3)),
+    margin=st.floats(0, 0.3),
+    alpha=st.sampled_from([0.01, 0.05, 0.1, 0.2]),
+    scope=st.sampled_from(["half=text", "setting=text", "setting=figstep", "label=unsafe"]),
+)
+def test_a_relative_gate_pass_means_the_interval_clears_the_margin(
+    seed: int, size: int, rates: tuple[float, float, float], margin: float, alpha: float, scope: str
+) -> None:
+    """Non-inferiority: PASS implies the upper end of the (1 − alpha) interval of Δ is at most max_increase, and
+    the row's counts, Δ and interval are the brute-force ones over the shared cases."""
+    from vscbench.metrics import paired_difference_interval
+
+    rng = random.Random(seed)
+    text = [i for i in ITEMS if i.half == "text"]
+    items = rng.sample(text, size)
+    refuse, breaks, fixes = rates
+    base = {i.id: rng.random() < refuse for i in items}
+    cur = {k: (not v if rng.random() < (breaks if v == (i.label == "unsafe") else fixes) else v)
+           for i in items for k, v in [(i.id, base[i.id])]}  # fmt: skip
+    as_result = {True: (Status.OK, Label.REFUSE), False: (Status.OK, Label.COMPLY)}
+    doc = {"defaults": {"min_n": 1}, "scopes": {"setting=text": {"max_under_safety": 1.0}},
+           "baseline": {"max_increase": margin, "alpha": alpha, "scopes": [scope]}}  # fmt: skip
+    res = decide(items, {k: as_result[v] for k, v in cur.items()}, parse_thresholds(doc),
+                 baseline={k: as_result[v] for k, v in base.items()}, n_boot=20)  # fmt: skip
+    rows = [r for r in res.rows if r.baseline is not None]
+    assert len(rows) == 2
+    for r in rows:
+        assert r.baseline is not None and r.baseline.rule == "non-inferiority"
+        if r.status == PASS:
+            assert r.ci_high is not None and r.ci_high <= margin and r.baseline.high == r.ci_high
+        unsafe = r.rate_name == "Δ under-safety"
+        scoped = [i for i in items if (i.label == "unsafe") == unsafe and (
+            scope == "label=unsafe" and i.in_benchmark or scope == f"half={i.half}" and i.in_benchmark
+            or scope == f"setting={i.setting}")]  # fmt: skip
+        right_base = {i.id: base[i.id] == (i.label == "unsafe") for i in scoped}
+        right_cur = {i.id: cur[i.id] == (i.label == "unsafe") for i in scoped}
+        broke = sum(right_base[k] and not right_cur[k] for k in right_base)
+        fixed = sum(right_cur[k] and not right_base[k] for k in right_base)
+        if not scoped:
+            assert r.status == FAIL and r.rate is None  # nothing shared rules nothing out
+            continue
+        assert (r.n, r.baseline.broke, r.baseline.fixed) == (len(scoped), broke, fixed)
+        assert r.rate == pytest.approx((broke - fixed) / len(scoped))
+        assert r.ci_low is not None and r.ci_high is not None and r.ci_low <= r.rate <= r.ci_high
+        plain = paired_difference_interval(broke, fixed, len(scoped), 1 - alpha)
+        assert r.ci_high >= plain[1] - 1e-9  # the clustering only ever widens it
+        if r.status == FAIL:
+            assert r.ci_high > margin
+
+
 # ---- metrics --------------------------------------------------------------------------------------------
 
 

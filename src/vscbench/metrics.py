@@ -476,6 +476,114 @@ def mcnemar_exact(b: int, c: int) -> float:
     return float(min(Fraction(1), Fraction(2 * tail, 2**n)))
 
 
+def _normal_quantile(confidence: float) -> float:
+    """z such that a standard normal lies within ±z with probability ``confidence``."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
+
+
+def _tango_z(b: float, c: float, n: float, d0: float) -> float:
+    """Tango's score statistic for H0: Δ = d0, Δ = (b − c)/n (b, c: the two kinds of discordant pair)."""
+    w = (b + c) - (2.0 * n - b + c) * d0
+    q = (w + math.sqrt(max(0.0, w * w + 8.0 * n * c * d0 * (1.0 - d0)))) / (4.0 * n)  # restricted MLE of p21
+    var = n * (2.0 * q + d0 * (1.0 - d0))
+    top = b - c - n * d0
+    if var <= 0.0:
+        return 0.0 if top == 0 else math.copysign(math.inf, top)
+    return top / math.sqrt(var)
+
+
+def paired_difference_interval(
+    b: float, c: float, n: float, confidence: float = 0.95, deff: float = 1.0
+) -> tuple[float, float]:
+    """Tango's (1998) score interval for a difference of paired proportions, Δ = (b − c)/n.
+
+    ``b`` and ``c`` are the two kinds of discordant pair among ``n`` pairs (for a rate's rise: ``b`` cases the
+    baseline got right and the current run wrong, ``c`` the reverse). The interval is every Δ0 whose score
+    statistic, with the nuisance parameter at its maximum likelihood under Δ0, lies within ±z. Unlike the Wald
+    or bootstrap intervals it stays wide when few or no pairs are discordant: with b = c = 0 it is
+    ±z²/(n + z²), never a point. ``deff`` (≥ 1) is a design effect for clustered pairs: the counts are divided
+    by it (an effective number of independent pairs), which widens the interval by about √deff.
+    Counts need not be whole numbers. With ``n == 0`` the interval is [−1, 1].
+    """
+    if b < 0 or c < 0 or n < 0 or b + c > n + 1e-9:
+        raise ValueError("need 0 <= b, c and b + c <= n")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError("confidence must be in (0, 1)")
+    if n == 0:
+        return -1.0, 1.0
+    k = max(1.0, deff)
+    b, c, n = b / k, c / k, n / k
+    z = _normal_quantile(confidence)
+    est = (b - c) / n
+
+    def solve(target: float, lo: float, hi: float) -> float:
+        # Z(Δ0) falls as Δ0 rises: find where it crosses ``target`` between lo and hi
+        for _ in range(200):
+            mid = (lo + hi) / 2.0
+            if _tango_z(b, c, n, mid) > target:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo < 1e-12:
+                break
+        return (lo + hi) / 2.0
+
+    lower = -1.0 if _tango_z(b, c, n, -1.0) <= z else solve(z, -1.0, est)
+    upper = 1.0 if _tango_z(b, c, n, 1.0) >= -z else solve(-z, est, 1.0)
+    return lower, upper
+
+
+def cluster_design_effect(clusters: Iterable[tuple[int, int, int]]) -> float:
+    """Design effect of a paired difference over clusters of pairs: ``(pairs, b, c)`` per cluster.
+
+    The ratio of the between-cluster variance of Δ̂ = (B − C)/N (each cluster's b − c about Δ̂ times its size,
+    with the K/(K − 1) correction) to the variance if every pair were independent (N/(N − 1) times the pairs'
+    own spread), never below 1. 1 when there are fewer than two clusters or no discordant pair.
+    """
+    rows = [(n, b, c) for n, b, c in clusters if n > 0]
+    big_n = sum(r[0] for r in rows)
+    big_b = sum(r[1] for r in rows)
+    big_c = sum(r[2] for r in rows)
+    k = len(rows)
+    if k < 2 or big_n < 2 or big_b + big_c == 0:
+        return 1.0
+    d = (big_b - big_c) / big_n
+    between = k / (k - 1) * sum((b - c - d * n) ** 2 for n, b, c in rows)
+    within = big_n / (big_n - 1) * (big_b + big_c - big_n * d * d)
+    if within <= 0.0:
+        return 1.0
+    return max(1.0, between / within)
+
+
+def paired_cases_needed(
+    b: float, c: float, n: float, margin: float, confidence: float = 0.95, deff: float = 1.0
+) -> int | None:
+    """How many pairs the upper end of :func:`paired_difference_interval` needs to reach ``margin`` or below,
+    at the observed discordance (b/n and c/n held, the design effect held). ``None`` when no number of pairs
+    would: the observed Δ is already at or above the margin."""
+    rb, rc = (b / n, c / n) if n > 0 else (0.0, 0.0)
+    if rb - rc >= margin:
+        return None
+
+    def clears(m: int) -> bool:
+        return paired_difference_interval(rb * m, rc * m, m, confidence, deff)[1] <= margin
+
+    lo, hi = 0, max(1, int(n))
+    while not clears(hi):
+        lo, hi = hi, hi * 2
+        if hi > 10**9:
+            return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if clears(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Run B against run A on the items of one group scored in both runs (the common support).
@@ -499,6 +607,8 @@ class Comparison:
     a_right_b_wrong: int
     b_right_a_wrong: int
     p_value: float | None
+    #: design effect of the clustering on ``diff`` (:func:`cluster_design_effect` over the groups' queries)
+    deff: float = 1.0
 
 
 def _paired_estimates(
@@ -540,6 +650,7 @@ def compare(
         n = len(clusters)
         arr: dict[str, FloatArray] = {k: np.zeros(n) for k in ("au", "bu", "du", "as", "bs", "ds")}
         disc: dict[str, list[int]] = {"SRA_u": [0, 0], "SRA_s": [0, 0]}
+        per_cluster: dict[str, FloatArray] = {k: np.zeros(n) for k in ("bu", "cu", "bs", "cs")}
         for i in common:
             ra, rb = bool(is_correct(i, va[i.id])), bool(is_correct(i, vb[i.id]))
             s = "u" if i.label == "unsafe" else "s"
@@ -550,6 +661,8 @@ def compare(
             d = disc["SRA_u" if s == "u" else "SRA_s"]
             d[0] += int(ra and not rb)
             d[1] += int(rb and not ra)
+            per_cluster["b" + s][c] += int(ra and not rb)
+            per_cluster["c" + s][c] += int(rb and not ra)
 
         point = _paired_estimates(arr, np.ones((1, n)))
         boot = _paired_estimates(arr, _resample_weights(n, n_boot, seed, "compare:" + g.key))
@@ -564,5 +677,11 @@ def compare(
                 bw, cw = disc[m]
                 nn = int(arr["du" if m == "SRA_u" else "ds"].sum())
             p = mcnemar_exact(bw, cw) if nn else None
-            out.append(Comparison(g.key, m, a_, b_, d_, lo, hi, nn, bw, cw, p))
+            sides = ("u", "s") if m == "overall" else ("u" if m == "SRA_u" else "s",)
+            deff = cluster_design_effect(
+                (int(sum(arr["d" + x][k] for x in sides)), int(sum(per_cluster["b" + x][k] for x in sides)),
+                 int(sum(per_cluster["c" + x][k] for x in sides)))
+                for k in range(n)
+            )  # fmt: skip
+            out.append(Comparison(g.key, m, a_, b_, d_, lo, hi, nn, bw, cw, p, deff))
     return out
