@@ -916,7 +916,8 @@ class _FoldedSyrupyReport:
     lines: tuple[str, ...] = ()  # syrupy prints nothing: its counts are in our snapshot lines
 
 
-_PASSED_COUNT = re.compile(r"\S*\d+\S* snapshots? passed\.\s*")
+_PASSED_COUNT = re.compile(r"\d+ snapshots? passed\.\s*")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _fold_syrupy(config: pytest.Config, state: SuiteState) -> None:
@@ -926,8 +927,10 @@ def _fold_syrupy(config: pytest.Config, state: SuiteState) -> None:
     report = getattr(session, "report", None)
     if session is None or report is None or not state.snapshots:
         return
-    lines = [str(x) for x in report.lines]
-    if not getattr(config.option, "update_snapshots", False) and lines:
+    lines = [_ANSI.sub("", str(x)) for x in report.lines]
+    if lines and getattr(config.option, "update_snapshots", False):
+        lines[0] = lines[0].replace("snapshots passed.", "unchanged.").replace("snapshot passed.", "unchanged.")
+    elif lines:
         lines[0] = _PASSED_COUNT.sub("", lines[0])
     state.syrupy_lines = [x for x in lines if x.strip()]
     session.report = _FoldedSyrupyReport()
@@ -971,14 +974,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write_line("snapshots: " + ", ".join(
             f"{v} {k}" + (f" ({classes})" if k == "flip" else "") for k, v in sorted(kinds.items())
         ))  # fmt: skip
-        zero = state.thresholds_budget_zero()
+        update = bool(getattr(config.option, "update_snapshots", False))
+        zero = state.thresholds_budget_zero() and not update
         for f in flips:
             fails = f.cls == "regression" and zero
             tr.write_line(f"  {f.cls.upper()} {f.case}: {f.line}{' (fails its case)' if fails else ''}; "
                           f"query {f.query[:80]!r}; image {f.image or 'none'}", red=fails)  # fmt: skip
             tr.write_line(f"      now: {f.after_response[:100]!r}")
         n_fix = sum(f.cls == "fix" for f in flips)
-        if n_fix:
+        if n_fix and not update:
             from vscbench.snapshots import fixes_hint
 
             tr.write_line(f"  {fixes_hint(n_fix)}", green=True)

@@ -433,7 +433,7 @@ def format_table(t: FlipTable, *, fmt: str = "text", responses: int = 20) -> str
     if len(rows) > 1:
         out += plain_table(rows)
     out += flips_text(t.flips[:responses])
-    if len(t.flips) > responses:
+    if responses and len(t.flips) > responses:
         out.append(f"({len(t.flips) - responses} more flips)")
     return "\n".join(out) + "\n"
 
