@@ -242,6 +242,39 @@ def test_flip_budget_lets_flips_through_and_xdist_updates_are_byte_identical(
     assert over.ret == 1 and any("snapshots" in x and "FAIL" in x and "over budget" in x for x in over.stdout.lines)
 
 
+def test_orphans_are_reported_and_deleted_only_by_an_unnarrowed_update(
+    repo: pytest.Pytester, server: Loopback, behaviour: Versions, tmp_path: Path
+) -> None:
+    for other in ("test_image_centric.py", "test_text_centric.py", "test_robustness.py"):
+        (repo.path / "tests_safety" / other).unlink()  # the suite is the 450 text-only cases: unnarrowed is small
+
+    def whole(*args: str) -> pytest.RunResult:
+        return repo.runpytest_subprocess(
+            "--model=openai-compatible/x", f"--vsc-base-url={server.base_url}", "--judge=keyword",
+            f"--vsc-metadata={METADATA}", f"--vsc-data-root={tmp_path / 'root'}", f"--vsc-store={tmp_path / 's.sqlite'}",
+            "-p", "no:cacheprovider", *args,
+        )  # fmt: skip
+
+    behaviour.version = 1
+    assert whole("--snapshot-update", "--vsc-sample=10").ret == 0
+    folder = repo.path / "tests_safety" / "__snapshots__" / MODEL_DIR / "test_text_baseline"
+    orphan = folder / "test_text_only[tc999text].json"
+    orphan.write_text(next(folder.glob("*.json")).read_text())
+    rel = orphan.relative_to(repo.path)
+    for narrowed in (["--vsc-sample=10"], ["-k", "tc/00"], ["-m", "safe"]):
+        res = whole("--snapshot-update", *narrowed)
+        assert res.ret == 0 and orphan.exists(), narrowed
+        assert "1 unused: no case owns them (never deleted under -k, -m, --vsc-sample" in res.stdout.str()
+        assert f"unused {rel}" in res.stdout.str()
+    compare = whole()
+    out = compare.stdout.str()
+    assert compare.ret == 1 and "1 unused: no case owns them (this fails the run, as syrupy does" in out
+    assert "snapshot unused" not in out and orphan.exists()  # syrupy's own line folded into ours
+    update = whole("--snapshot-update")
+    assert update.ret == 0 and not orphan.exists() and f"deleted {rel}" in update.stdout.str()
+    assert len(list(folder.glob("*.json"))) == 450
+
+
 def test_a_corrupt_snapshot_is_one_line_naming_the_file(repo: pytest.Pytester, server: Loopback, behaviour: Versions, tmp_path: Path) -> None:
     behaviour.version = 1
     assert run(repo, server, tmp_path, "--snapshot-update", "--vsc-sample=10").ret == 0

@@ -186,6 +186,10 @@ class SuiteState:
     flip_table: Any = None  # vscbench.snapshots.FlipTable of --vsc-baseline
     written: list[tuple[str, str]] = field(default_factory=list)  # (what, path) of every file written
     syrupy_lines: list[str] = field(default_factory=list)  # syrupy's report, folded into ours
+    narrowed: bool = False  # -k, -m, --vsc-sample, --vsc-last-misses or a node id left cases out
+    case_files: dict[str, set[str]] = field(default_factory=dict)  # test module -> its cases' snapshot names
+    orphans: list[Path] = field(default_factory=list)  # snapshot files no collected case owns
+    orphans_deleted: bool = False
 
     # -- data -------------------------------------------------------------------------------------------
     @property
@@ -546,7 +550,44 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         state.expected = {n.stash[ITEM_KEY].id for n in items if ITEM_KEY in n.stash}
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    state = _STATES.get("current")
+    if state is not None and _vsc_cases(list(items)):
+        state.narrowed = True
+        for node in _vsc_cases(list(items)):
+            _note_case_file(state, node)
+
+
+def _note_case_file(state: SuiteState, node: pytest.Item) -> None:
+    from syrupy.location import PyTestLocation
+
+    from vsc_fixtures.snapshots import VscSnapshotExtension
+
+    name = VscSnapshotExtension.get_snapshot_name(test_location=PyTestLocation(node))
+    state.case_files.setdefault(node.path.stem, set()).add(name)
+
+
+def _find_orphans(session: pytest.Session, state: SuiteState) -> None:
+    """Unused snapshot files: reported always; deleted by --snapshot-update on an unnarrowed run only."""
+    from vscbench.snapshots import orphans
+
+    if not state.snapshots or state.snapshot_dir is None or _is_worker(session.config):
+        return
+    if any("::" in str(a) for a in session.config.args):
+        state.narrowed = True
+    for node in _vsc_cases(session.items):
+        _note_case_file(state, node)
+    state.orphans = orphans(state.snapshot_dir, state.case_files)
+    if state.orphans and getattr(session.config.option, "update_snapshots", False) and not state.narrowed:
+        for path in state.orphans:
+            path.unlink(missing_ok=True)
+        state.orphans_deleted = True
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
+    state = session.config.stash.get(STATE_KEY, None)
+    if state is not None and state.setup is not None:
+        _find_orphans(session, state)
     if _vsc_cases(session.items):
         import gc
 
@@ -918,6 +959,7 @@ class _FoldedSyrupyReport:
 
 _PASSED_COUNT = re.compile(r"\d+ snapshots? passed\.\s*")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_UNUSED = re.compile(r"\d+ (unused snapshots? deleted|snapshots? unused)\.\s*")
 
 
 def _fold_syrupy(config: pytest.Config, state: SuiteState) -> None:
@@ -928,6 +970,8 @@ def _fold_syrupy(config: pytest.Config, state: SuiteState) -> None:
     if session is None or report is None or not state.snapshots:
         return
     lines = [_ANSI.sub("", str(x)) for x in report.lines]
+    if state.orphans:  # ours name each file and say what happens to them
+        lines = [_UNUSED.sub("", x) for x in lines if "--snapshot-update to delete unused" not in x]
     if lines and getattr(config.option, "update_snapshots", False):
         lines[0] = lines[0].replace("snapshots passed.", "unchanged.").replace("snapshot passed.", "unchanged.")
     elif lines:
@@ -993,6 +1037,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             )
     for line in state.syrupy_lines:
         tr.write_line(f"snapshot files: {line}")
+    if state.orphans:
+        done = "deleted" if state.orphans_deleted else "unused"
+        how = "" if state.orphans_deleted else (
+            " (this fails the run, as syrupy does; --snapshot-update on an unnarrowed run deletes them)"
+            if not state.narrowed
+            else " (never deleted under -k, -m, --vsc-sample or a node id: run the whole suite with --snapshot-update)"
+        )  # fmt: skip
+        tr.write_line(f"snapshot files: {len(state.orphans)} {done}: no case owns them{how}", yellow=True)
+        for path in state.orphans[:20]:
+            tr.write_line(f"  {done} {path.relative_to(config.rootpath) if path.is_relative_to(config.rootpath) else path}")
+        if len(state.orphans) > 20:
+            tr.write_line(f"  (+{len(state.orphans) - 20} more)")
     if state.flip_table is not None:
         from vscbench.snapshots import format_table
 

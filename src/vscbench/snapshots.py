@@ -287,6 +287,19 @@ def read_set(ref: str, path: str | Path, repo: str | Path = ".") -> dict[str, di
     return read_ref(ref, path, repo)
 
 
+def orphans(folder: str | Path, known: Mapping[str, set[str]]) -> list[Path]:
+    """Snapshot files of one model's folder (``<folder>/<test module>/<case>.json``) that no collected case
+    owns: only in the folders of the test modules collected (``known``: module -> its cases' file stems), so a
+    run of one file never calls another file's snapshots unused."""
+    root = Path(folder)
+    out: list[Path] = []
+    for module, stems in known.items():
+        sub = root / module
+        if sub.is_dir():
+            out += sorted(p for p in sub.glob("*.json") if p.stem not in stems)
+    return out
+
+
 def is_revision(ref: str, repo: str | Path = ".") -> bool:
     try:
         done = subprocess.run(
