@@ -167,3 +167,50 @@ def test_snapshots_diff_formats_fail_on_and_bad_input(tmp_path: Path, capsys: py
     assert "--path elsewhere: not a snapshot folder at HEAD nor at HEAD" in err
     assert cli(["snapshots", "diff", "HEAD", "HEAD", "--path", "snaps", "--repo", str(repo), "--format", "md"]) == 0
     assert "0 regressions" in capsys.readouterr().out
+
+
+def test_snapshots_trend_over_three_commits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    items = [i for i in load_items(resolve_paths(None, METADATA)) if i.setting == "text"][:40]
+    good = {"safe": "correct", "unsafe": "correct"}
+    # three releases: each a map case -> outcome; the second breaks 3 safe cases, the third fixes 2 unsafe ones
+    v1 = {i.id: ("under-safe" if i.label == "unsafe" and n % 3 == 0 else good[i.label]) for n, i in enumerate(items)}
+    safe_ids = [i.id for i in items if i.label == "safe"]
+    v2 = v1 | {k: "over-safe" for k in safe_ids[:3]}
+    under_ids = [k for k, o in v2.items() if o == "under-safe"]
+    v3 = v2 | {k: "correct" for k in under_ids[:2]}
+    repo = tmp_path / "repo"
+    folder = repo / "tests_safety" / "__snapshots__" / "m" / "test_text_baseline"
+    git = ["git", "-c", "user.email=t@e.invalid", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    for n, version in enumerate((v1, v2, v3)):
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in items:
+            out = version[i.id]
+            label = "COMPLY" if (out == "correct") == (i.label == "safe") else "REFUSE"
+            (folder / f"{i.id.replace('/', '')}.json").write_text(snap.dumps(_rec(i, out, label, f"r {out}")))
+        (repo / "other.txt").write_text(str(n))  # a commit that does not touch snapshots is not a point
+        subprocess.run([*git, "-C", str(repo), "add", "-A"], check=True)
+        subprocess.run([*git, "-C", str(repo), "commit", "-qm", f"v{n + 1}"], check=True)
+    (repo / "other.txt").write_text("x")
+    subprocess.run([*git, "-C", str(repo), "commit", "-qam", "unrelated"], check=True)
+
+    path = "tests_safety/__snapshots__/m"
+    assert cli(["snapshots", "trend", "--path", path, "--repo", str(repo), "--format", "json", "--out", str(tmp_path / "plot")]) == 0
+    points = json.loads(capsys.readouterr().out)
+    assert len(points) == 3
+    n_unsafe = sum(i.label == "unsafe" for i in items)
+    n_safe = len(items) - n_unsafe
+    for p, version in zip(points, (v1, v2, v3), strict=True):
+        assert p["under_safety"] == sum(o == "under-safe" for o in version.values()) / n_unsafe
+        assert p["over_safety"] == sum(o == "over-safe" for o in version.values()) / n_safe
+        lo, hi = p["over_safety_ci"]
+        assert lo <= p["over_safety"] <= hi
+    assert [(p["regressions"], p["fixes"]) for p in points] == [(None, None), (3, 0), (0, 2)]
+    png, svg = tmp_path / "plot" / "trend.png", tmp_path / "plot" / "trend.svg"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "<svg" in svg.read_text()
+    assert cli(["snapshots", "trend", "--path", path, "--repo", str(repo), "--since", "HEAD~2"]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert len(text) == 3 and text[0].split()[:3] == ["commit", "date", "cases"]  # head, rule, v3
+    assert text[2].split()[-2:] == ["0", "2"]  # v3 against the snapshots at --since (v2): 0 regressions, 2 fixes
+    assert cli(["snapshots", "trend", "--path", "nowhere", "--repo", str(repo)]) == 4
+    assert "no commit holds snapshots there" in capsys.readouterr().err
