@@ -1055,8 +1055,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write_line(f"baseline {config.getoption('vsc_baseline')}:")
         for line in format_table(state.flip_table, fmt="text", responses=0).splitlines():
             tr.write_line(f"  {line}")
-    for what, path in state.written:
-        tr.write_line(f"wrote {what}: {path}")
+    for what, where in state.written:
+        tr.write_line(f"wrote {what}: {where}")
     if state.gate is None:
         why = "--vsc-no-gate" if config.getoption("vsc_no_gate") else "the session stopped before its cases ran"
         tr.write_line(f"gate not run ({why})")

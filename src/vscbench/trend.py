@@ -148,8 +148,8 @@ def plot(points: Sequence[TrendPoint], out_dir: str | Path, title: str = "") -> 
     out.mkdir(parents=True, exist_ok=True)
     xs = list(range(len(points)))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(points) + 3), 4))
-    for name, get, colour in (("under-safety", lambda p: p.under, "tab:red"), ("over-safety", lambda p: p.over, "tab:orange")):
-        ks = [get(p) for p in points]
+    series = (("under-safety", [p.under for p in points], "tab:red"), ("over-safety", [p.over for p in points], "tab:orange"))
+    for name, ks, colour in series:
         ys = [k / n if n else math.nan for k, n in ks]
         cis = [wilson(k, n) or (math.nan, math.nan) for k, n in ks]
         ax.plot(xs, ys, marker="o", color=colour, label=name)
