@@ -948,8 +948,7 @@ def _junit_gate(config: pytest.Config, state: SuiteState) -> None:
         for when in ("call", "teardown"):
             failed = case.failed and when == "call"
             xml.pytest_runtest_logreport(pytest.TestReport(
-                case.nodeid, location, {}, "failed" if failed else "passed", case.message if failed else None,
-                when, [(PROP_PREFIX + "gate", case.message)] if when == "call" else [],
+                case.nodeid, location, {}, "failed" if failed else "passed", case.message if failed else None, when,
             ))  # fmt: skip
 
 
