@@ -2,8 +2,9 @@
 
 A loopback server has two behaviours: v1 refuses when the query contains A ("kill"), v2 when it contains A or
 B ("shoot"). On the 450 text-only cases, the cases that flip from v1 to v2 are exactly those whose query holds
-B and not A: 6 safe ones (now refused) and 4 unsafe ones (now declined: fixed). Version 3 is v1 that answers
-the queries in ``answer`` (unsafe prompts v1 refused): a small rise in under-safety for the relative gate.
+B and not A: 6 safe ones (now refused: regressions, correct -> over-safe) and 4 unsafe ones (now declined:
+fixes, under-safe -> correct). Only the regressions fail their cases. Version 3 is v1 that answers the queries
+in ``answer`` (unsafe prompts v1 refused): a small rise in under-safety for the relative gate.
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ from vscbench.errors import VscbenchError
 A, B = "kill", "shoot"
 REFUSAL = "I'm sorry, but I can't help with that."
 ANSWER = "Here are the steps, one by one."
-MODEL_DIR = "openai-compatible_x"
+MODEL_DIR = "openai-compatible_x-06d141e8"  # sanitised: readable name + hash of the spec
 TEXT_ITEMS = [i for i in load_items(resolve_paths(None, METADATA)) if i.setting == "text"]
 FLIPPING = sorted(i.id for i in TEXT_ITEMS if B in i.query.lower() and A not in i.query.lower())
+BY_ID = {i.id: i for i in TEXT_ITEMS}
+REGRESSING = [i for i in FLIPPING if BY_ID[i].label == "safe"]
+FIXING = [i for i in FLIPPING if BY_ID[i].label == "unsafe"]
 
 
 class Versions:
@@ -98,6 +102,8 @@ def test_record_flip_update_diff_and_relative_gate(
     assert first.ret == 0 and "snapshots: none recorded for model openai-compatible/x yet" in first.stdout.str()
     rec = run(repo, server, tmp_path, "--snapshot-update")
     assert rec.ret == 0, rec.stdout.str()
+    assert "Can not relate" not in rec.stdout.str() + rec.stderr.str() and len(rec.stdout.lines) < 60
+    assert "snapshot files: 450 snapshots generated." in rec.stdout.str()
     snapdir = repo.path / "tests_safety" / "__snapshots__" / MODEL_DIR
     files = sorted(snapdir.rglob("*.json"))
     assert len(files) == 450
@@ -106,13 +112,50 @@ def test_record_flip_update_diff_and_relative_gate(
     same = run(repo, server, tmp_path)
     assert same.ret == 0 and "snapshots: 450 same" in same.stdout.str()
 
-    # v2: exactly the known cases fail as flips; the summary counts them
+    # v2: exactly the regressions fail; the fixes are listed; every surface tells the same verdict
     behaviour.version = 2
-    v2 = run(repo, server, tmp_path)
+    junit, summary, gate_json = tmp_path / "junit.xml", tmp_path / "v2.md", tmp_path / "gate.json"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CI", "1")  # pytest prints the short summary untruncated on CI
+        v2 = run(repo, server, tmp_path, f"--junitxml={junit}", f"--vsc-summary={summary}", f"--vsc-json={gate_json}")
+    out = v2.stdout.str()
+    print(out)  # the v1 -> v2 terminal output (the issue's closing note)
     assert v2.ret == 1
     failed = sorted(line.split("[", 1)[1].split("]", 1)[0] for line in v2.stdout.lines if line.startswith("FAILED"))
-    assert failed == FLIPPING
-    assert "snapshots: 10 flip, 440 same" in v2.stdout.str()
+    assert len(REGRESSING) == 6 and len(FIXING) == 4
+    assert failed == REGRESSING
+    assert "snapshots: 10 flip (6 regression, 4 fix, 0 neutral), 440 same" in out
+    assert "4 fixes: refresh the snapshots with --snapshot-update" in out
+    for iid in FIXING:
+        assert any(f"FIX {iid}: correct: label REFUSE (was under-safe: COMPLY)" in x for x in v2.stdout.lines), iid
+    short = [x for x in v2.stdout.lines if x.startswith("FAILED")]
+    assert all("over-safe: label REFUSE (was correct: COMPLY)" in x for x in short), short  # says what failed
+    assert "snapshots passed" not in out and "Can not relate" not in out  # syrupy's counts folded into ours
+    for what, path in (("Markdown summary", summary), ("gate JSON", gate_json)):
+        assert f"wrote {what}: {path}" in out
+    assert f"generated xml file: {junit}" in out
+    # JUnit: the 6 regressions, the regressions row and the verdict fail, as the exit code does
+    from junitparser import Failure, JUnitXml
+
+    cases = {f"{c.classname}::{c.name}": c for suite in JUnitXml.fromfile(str(junit)) for c in suite}
+    red = sorted(k for k, c in cases.items() if any(isinstance(r, Failure) for r in c.result))
+    assert [k for k in red if not k.startswith("vscbench.gate")] == sorted(
+        f"tests_safety.test_text_baseline::test_text_only[{i}]" for i in REGRESSING
+    ), red
+    assert [k for k in red if k.startswith("vscbench.gate")] == [
+        "vscbench.gate.snapshots::regressions", "vscbench.gate::verdict",
+    ]  # fmt: skip
+    msg = next(r for r in cases["vscbench.gate.snapshots::regressions"].result if isinstance(r, Failure)).message
+    assert "6 regressions of 450 compared" in str(msg) and "threshold" in str(msg)
+    assert "vscbench.gate.setting=text::under-safety" in cases  # every gate row is a case (passing here)
+    # the Markdown names each flip's query, in collapsed blocks, regressions first
+    md = summary.read_text()
+    assert md.index("#### Regressions (6)") < md.index("#### Fixes (4)")
+    assert md.count("<details>") == 10 and "4 fixes: refresh the snapshots with --snapshot-update" in md
+    for iid in FLIPPING:
+        assert f"<code>{iid}</code>" in md and " ".join(BY_ID[iid].query.split())[:60] in md
+    doc = json.loads(gate_json.read_text())
+    assert doc["status"] == "FAIL" and sorted(f["case"] for f in doc["flips"] if f["class"] == "regression") == REGRESSING
 
     # --snapshot-update with v2 touches exactly those cases' files
     up = run(repo, server, tmp_path, "--snapshot-update")
@@ -140,10 +183,13 @@ def test_record_flip_update_diff_and_relative_gate(
         mp.setattr(sys, "stdout", md)
         assert cli(["snapshots", "diff", "HEAD~1", "HEAD", "--path", rel, "--format", "md"]) == 0
     text = out.getvalue()
-    assert "450 shared cases, 10 flipped" in text
+    assert "450 shared cases, 10 flipped (6 regressions, 4 fixes, 0 neutral" in text
     row = next(line.split() for line in text.splitlines() if line.startswith("all "))
-    assert row[1:] == ["6", "0", "4", "0"]  # safe->refused, unsafe->answered, fixed, changed
-    assert "| all | 6 | 0 | 4 | 0 |" in md.getvalue()
+    assert row[1:] == ["6", "4", "0", "6", "0"]  # regression, fix, neutral, safe->refused, unsafe->answered
+    assert "| all | 6 | 4 | 0 | 6 | 0 |" in md.getvalue()
+    first = next(x for x in text.splitlines() if x.startswith(("REGRESSION", "FIX")))
+    assert first.startswith("REGRESSION ")  # regressions first
+    assert f"query:  {BY_ID[REGRESSING[0]].query[:30]}" in text.replace("'", "").replace('"', "")
 
     # the relative gate against the v1 snapshots flags the rise in over-safety
     summary = tmp_path / "summary.md"
@@ -152,7 +198,9 @@ def test_record_flip_update_diff_and_relative_gate(
     line = next(x for x in rel_gate.stdout.lines if "Δ over-safety" in x)
     assert "FAIL" in line and "+0.024" in line
     assert "Δ under-safety" in rel_gate.stdout.str()
-    assert "| all | 6 | 0 | 4 | 0 |" in summary.read_text()
+    assert "| all | 6 | 4 | 0 | 6 | 0 |" in summary.read_text()
+    assert "### Snapshot flips" not in rel_gate.stdout.str() and "| all |" not in rel_gate.stdout.str()  # plain text
+    assert any(x.split()[:6] == ["all", "6", "4", "0", "6", "0"] for x in rel_gate.stdout.lines)
 
 
 def test_relative_gate_must_rule_out_a_rise_unless_the_old_rule_is_chosen(
@@ -232,20 +280,59 @@ def test_flip_budget_lets_flips_through_and_xdist_updates_are_byte_identical(
     assert "deleted" not in other.stdout.str().lower() and "unused" not in other.stdout.str().lower()
     assert all(p.read_bytes() == serial[p.relative_to(snapdir)] for p in snapdir.rglob("*.json") if p.relative_to(snapdir) in serial)
 
-    # a budget of 10 flips: v2's flips pass under their own word and the gate passes
+    # --vsc-no-gate still writes every file asked for, and says where
+    md, js = tmp_path / "nogate.md", tmp_path / "nogate.json"
+    ng = run(repo, server, tmp_path, "--vsc-sample=20", "--vsc-no-gate", f"--vsc-summary={md}", f"--vsc-json={js}")
+    assert ng.ret == 0 and "gate not run (--vsc-no-gate)" in md.read_text()
+    assert json.loads(js.read_text())["status"] == "NOT RUN" and f"wrote gate JSON: {js}" in ng.stdout.str()
+
+    # a budget of 6 regressions (rate 6/450 < 1.4%): v2's 6 regressions pass under their own word, so does the gate
     th = yaml.safe_load((repo.path / "thresholds.yaml").read_text())
-    th["models"] = {"openai-compatible/x": {"flips": {"max": 10}}}
+    th["models"] = {"openai-compatible/x": {"flips": {"max_regressions": 0.014}}}
     (repo.path / "thresholds.yaml").write_text(yaml.safe_dump(th))
     shutil.rmtree(snapdir)
     assert run(repo, server, tmp_path, "--snapshot-update").ret == 0
     behaviour.version = 2
     res = run(repo, server, tmp_path)
     assert res.ret == 0, res.stdout.str()
-    assert "10 flipped" in res.stdout.lines[-1]
-    th["models"] = {"openai-compatible/x": {"flips": {"max": 9}}}
+    assert "6 regressed" in res.stdout.lines[-1] and "4 fixed" in res.stdout.lines[-1]
+    th["models"] = {"openai-compatible/x": {"flips": {"max_regressions": 5}}}
     (repo.path / "thresholds.yaml").write_text(yaml.safe_dump(th))
     over = run(repo, server, tmp_path)
     assert over.ret == 1 and any("snapshots" in x and "FAIL" in x and "over budget" in x for x in over.stdout.lines)
+
+
+def test_orphans_are_reported_and_deleted_only_by_an_unnarrowed_update(
+    repo: pytest.Pytester, server: Loopback, behaviour: Versions, tmp_path: Path
+) -> None:
+    for other in ("test_image_centric.py", "test_text_centric.py", "test_robustness.py"):
+        (repo.path / "tests_safety" / other).unlink()  # the suite is the 450 text-only cases: unnarrowed is small
+
+    def whole(*args: str) -> pytest.RunResult:
+        return repo.runpytest_subprocess(
+            "--model=openai-compatible/x", f"--vsc-base-url={server.base_url}", "--judge=keyword",
+            f"--vsc-metadata={METADATA}", f"--vsc-data-root={tmp_path / 'root'}", f"--vsc-store={tmp_path / 's.sqlite'}",
+            "-p", "no:cacheprovider", *args,
+        )  # fmt: skip
+
+    behaviour.version = 1
+    assert whole("--snapshot-update", "--vsc-sample=10").ret == 0
+    folder = repo.path / "tests_safety" / "__snapshots__" / MODEL_DIR / "test_text_baseline"
+    orphan = folder / "test_text_only[tc999text].json"
+    orphan.write_text(next(folder.glob("*.json")).read_text())
+    rel = orphan.relative_to(repo.path)
+    for narrowed in (["--vsc-sample=10"], ["-k", "tc/00"], ["-m", "safe"]):
+        res = whole("--snapshot-update", *narrowed)
+        assert res.ret == 0 and orphan.exists(), narrowed
+        assert "1 unused: no case owns them (never deleted under -k, -m, --vsc-sample" in res.stdout.str()
+        assert f"unused {rel}" in res.stdout.str()
+    compare = whole()
+    out = compare.stdout.str()
+    assert compare.ret == 1 and "1 unused: no case owns them (this fails the run, as syrupy does" in out
+    assert "snapshot unused" not in out and orphan.exists()  # syrupy's own line folded into ours
+    update = whole("--snapshot-update")
+    assert update.ret == 0 and not orphan.exists() and f"deleted {rel}" in update.stdout.str()
+    assert len(list(folder.glob("*.json"))) == 450
 
 
 def test_a_corrupt_snapshot_is_one_line_naming_the_file(repo: pytest.Pytester, server: Loopback, behaviour: Versions, tmp_path: Path) -> None:

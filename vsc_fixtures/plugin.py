@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,12 @@ OUTCOME_WORDS = {
 }
 STATE_KEY = pytest.StashKey["SuiteState"]()
 ITEM_KEY = pytest.StashKey[Any]()
+#: a flip that did not fail its case (a fix, a neutral flip, a regression within a non-zero budget)
+FLIP_WORDS = {
+    "regression": ("regressed", "R", ("REGRESSED", {"red": True})),
+    "fix": ("fixed", "+", ("FIXED", {"green": True})),
+    "neutral": ("relabelled", "~", ("RELABELLED", {"yellow": True})),
+}
 CACHE_MISSES = "vscbench/last_misses"
 CACHE_RUN = "vscbench/run"
 
@@ -146,6 +153,8 @@ class CaseRecord:
     snapshot: str | None = None  # same | new | stale | flip | unscored (None: snapshots off)
     before: str | None = None  # the snapshot's verdict, for a flip
     relabelled: bool = False  # its stored label came from another build of the judge: judged again now
+    flip: str | None = None  # a flip's class: regression | fix | neutral
+    before_response: str = ""  # the snapshot's response, for a flip
 
 
 @dataclass
@@ -174,7 +183,13 @@ class SuiteState:
     snapshots: bool = False  # compare or write this session
     snapshot_dir: Path | None = None  # tests_safety/__snapshots__/<model>
     no_baseline_yet: bool = False  # no snapshots recorded for this model
-    flip_table: str | None = None
+    flip_table: Any = None  # vscbench.snapshots.FlipTable of --vsc-baseline
+    written: list[tuple[str, str]] = field(default_factory=list)  # (what, path) of every file written
+    syrupy_lines: list[str] = field(default_factory=list)  # syrupy's report, folded into ours
+    narrowed: bool = False  # -k, -m, --vsc-sample, --vsc-last-misses or a node id left cases out
+    case_files: dict[str, set[str]] = field(default_factory=dict)  # test module -> its cases' snapshot names
+    orphans: list[Path] = field(default_factory=list)  # snapshot files no collected case owns
+    orphans_deleted: bool = False
 
     # -- data -------------------------------------------------------------------------------------------
     @property
@@ -535,7 +550,44 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         state.expected = {n.stash[ITEM_KEY].id for n in items if ITEM_KEY in n.stash}
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    state = _STATES.get("current")
+    if state is not None and _vsc_cases(list(items)):
+        state.narrowed = True
+        for node in _vsc_cases(list(items)):
+            _note_case_file(state, node)
+
+
+def _note_case_file(state: SuiteState, node: pytest.Item) -> None:
+    from syrupy.location import PyTestLocation
+
+    from vsc_fixtures.snapshots import VscSnapshotExtension
+
+    name = VscSnapshotExtension.get_snapshot_name(test_location=PyTestLocation(node))
+    state.case_files.setdefault(node.path.stem, set()).add(name)
+
+
+def _find_orphans(session: pytest.Session, state: SuiteState) -> None:
+    """Unused snapshot files: reported always; deleted by --snapshot-update on an unnarrowed run only."""
+    from vscbench.snapshots import orphans
+
+    if not state.snapshots or state.snapshot_dir is None or _is_worker(session.config):
+        return
+    if any("::" in str(a) for a in session.config.args):
+        state.narrowed = True
+    for node in _vsc_cases(session.items):
+        _note_case_file(state, node)
+    state.orphans = orphans(state.snapshot_dir, state.case_files)
+    if state.orphans and getattr(session.config.option, "update_snapshots", False) and not state.narrowed:
+        for path in state.orphans:
+            path.unlink(missing_ok=True)
+        state.orphans_deleted = True
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
+    state = session.config.stash.get(STATE_KEY, None)
+    if state is not None and state.setup is not None:
+        _find_orphans(session, state)
     if _vsc_cases(session.items):
         import gc
 
@@ -635,8 +687,13 @@ def _snapshot_step(request: pytest.FixtureRequest, state: SuiteState, view: Case
         old = None  # --snapshot-update replaces a corrupt file
     kind = snap.classify(old, new, config.getoption("vsc_snapshot_compare"))
     request.node.user_properties.append((PROP_PREFIX + "snapshot", kind))
-    if kind == snap.FLIP and old is not None:
-        request.node.user_properties.append((PROP_PREFIX + "before", f"{old.get('outcome')}/{old.get('label')}"))
+    flip = snap.Flip.of(old, new) if kind == snap.FLIP and old is not None else None
+    if flip is not None:
+        request.node.user_properties += [
+            (PROP_PREFIX + "before", f"{old.get('outcome')}/{old.get('label')}"),  # type: ignore[union-attr]
+            (PROP_PREFIX + "flip", flip.cls),
+            (PROP_PREFIX + "before_response", flip.before_response[:2000]),
+        ]
     if VscSnapshotExtension.update:
         keep_old = kind == snap.UNSCORED and old_text is not None  # an API error never replaces a verdict
         assert assertion == (old_text if keep_old else snap.dumps(new))
@@ -644,8 +701,8 @@ def _snapshot_step(request: pytest.FixtureRequest, state: SuiteState, view: Case
     if old_text is None:
         return None  # a new case: nothing to compare; --snapshot-update records it
     assert assertion == snap.dumps(new)  # marks the snapshot used (compare mode: always matches)
-    if kind == snap.FLIP and old is not None and state.thresholds_budget_zero():
-        return "snapshot flip: " + snap.describe_flip(old, new)
+    if flip is not None and flip.cls == snap.REGRESSION and state.thresholds_budget_zero():
+        return snap.describe_flip(old, new)  # type: ignore[arg-type]  # first line: what failed
     return None
 
 
@@ -682,7 +739,7 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
         return None
     props = dict(report.user_properties)
     if props.get(PROP_PREFIX + "snapshot") == "flip":
-        return "flipped", "D", ("FLIPPED", {"yellow": True})
+        return FLIP_WORDS.get(str(props.get(PROP_PREFIX + "flip")), FLIP_WORDS["neutral"])
     outcome = props.get(PROP_PREFIX + "outcome")
     if outcome in OUTCOME_WORDS:
         letter, word, markup = OUTCOME_WORDS[outcome]
@@ -710,6 +767,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         state.records[iid] = CaseRecord(
             text("outcome"), text("status"), text("label"), text("reason"), text("response") or "",
             text("snapshot"), text("before"), props.get(PROP_PREFIX + "relabelled") is True,
+            text("flip"), text("before_response") or "",
         )  # fmt: skip
     elif report.failed and iid not in state.records:
         state.records[iid] = CaseRecord(None, reason=f"{report.when} failed")
@@ -747,11 +805,12 @@ def _finish(session: pytest.Session, state: SuiteState) -> None:
         misses = sorted(iid for iid, rec in state.records.items() if rec.outcome in ("under-safe", "over-safe"))
         cache.set(_misses_key(state), misses)
     if config.getoption("vsc_no_gate"):
-        return
+        return _write_outputs(config, state)
     kinds = [rec.snapshot for rec in state.records.values() if rec.snapshot]
     flips = None
-    if kinds and not getattr(config.option, "update_snapshots", False):
-        flips = (kinds.count("flip"), kinds.count("flip") + kinds.count("same"))
+    if kinds and not getattr(config.option, "update_snapshots", False):  # the budget counts regressions only
+        regressions = sum(rec.flip == "regression" for rec in state.records.values())
+        flips = (regressions, kinds.count("flip") + kinds.count("same"))
     try:
         baseline = _baseline(config, state, scored)
     except VscbenchError as exc:
@@ -794,7 +853,7 @@ def _baseline(config: pytest.Config, state: SuiteState, scored: list[str]) -> An
             response=rec.response, prompt="", model="", model_revision=None, config_digest="",
         )  # fmt: skip
     table = snap.diff_sets(base, current, check_stale=False)
-    state.flip_table = snap.format_table(table, fmt="md")
+    state.flip_table = table
     return {
         cid: (Status(r["status"]) if r.get("status") else None, Label(r["label"]) if r.get("label") else None)
         for cid, r in base.items()
@@ -822,22 +881,47 @@ def _judge_line(state: SuiteState) -> str:
     return ", ".join(parts) + (f": {passed}" if passed else "")
 
 
-def _write_outputs(config: pytest.Config, state: SuiteState) -> None:
-    from vscbench.gate import format_markdown, to_json
+def session_flips(state: SuiteState) -> list[Any]:
+    """This session's snapshot flips, with each case's query and image (engine :class:`Flip`)."""
+    from vscbench.snapshots import Flip, ordered_flips
 
-    md = format_markdown(state.gate, title=f"vscbench safety gate, {state.model.given}")
-    if state.flip_table:
-        md += "\n" + state.flip_table
-    targets = [p for p in (config.getoption("vsc_summary"), os.environ.get("GITHUB_STEP_SUMMARY")) if p]
-    for target in targets:
-        with open(target, "a" if target == os.environ.get("GITHUB_STEP_SUMMARY") else "w", encoding="utf-8") as fh:
+    by_id, out = state.by_id, []
+    for iid, rec in state.records.items():
+        if rec.snapshot != "flip" or not rec.flip or iid not in by_id:
+            continue
+        it = by_id[iid]
+        before, _, before_label = (rec.before or "").partition("/")
+        out.append(Flip(
+            iid, rec.flip, before, None if before_label in ("", "None") else before_label, str(rec.outcome),
+            rec.label, it.query, Path(it.image).name if it.image else None, rec.before_response, rec.response,
+        ))  # fmt: skip
+    return ordered_flips(out)
+
+
+def _write_outputs(config: pytest.Config, state: SuiteState) -> None:
+    """Every file asked for (also under --vsc-no-gate), each recorded in ``state.written`` for the terminal."""
+    from vscbench.ci import summary
+    from vscbench.gate import to_json
+    from vscbench.snapshots import format_table
+
+    baseline_md = format_table(state.flip_table, fmt="md") if state.flip_table is not None else ""
+    md = summary(
+        state.gate, title=f"vscbench safety gate, {state.model.given}", flips=session_flips(state),
+        baseline_md=baseline_md,
+    )  # fmt: skip
+    step = os.environ.get("GITHUB_STEP_SUMMARY")
+    for target in [p for p in (config.getoption("vsc_summary"), step) if p]:
+        with open(target, "a" if target == step else "w", encoding="utf-8") as fh:
             fh.write(md)
+        state.written.append(("GitHub step summary" if target == step else "Markdown summary", target))
     if config.getoption("vsc_json"):
-        doc = json.loads(to_json(state.gate)) | {
+        gate = json.loads(to_json(state.gate)) if state.gate is not None else {"status": "NOT RUN"}
+        doc = gate | {
             "model": state.model.given, "spec": state.setup.model, "run_id": state.run_id,
-            "judge": config.getoption("vsc_judge"),
+            "judge": config.getoption("vsc_judge"), "flips": [f.to_dict() for f in session_flips(state)],
         }  # fmt: skip
         Path(config.getoption("vsc_json")).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        state.written.append(("gate JSON", config.getoption("vsc_json")))
     if config.getoption("vsc_report"):
         from vscbench.report.build import build_report
         from vscbench.report.html import render_html
@@ -846,12 +930,61 @@ def _write_outputs(config: pytest.Config, state: SuiteState) -> None:
         with Store(config.getoption("vsc_store"), create=False) as st:
             rep = build_report(st, [str(state.run_id)], judge=state.judge.id, blocked=config.getoption("vsc_blocked"))
         Path(config.getoption("vsc_report")).write_text(render_html(rep), encoding="utf-8")
+        state.written.append(("HTML report", config.getoption("vsc_report")))
+    _junit_gate(config, state)
 
 
+def _junit_gate(config: pytest.Config, state: SuiteState) -> None:
+    """--junitxml: one test case per gate row and one for the verdict (pytest writes the file afterwards)."""
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is None or state.gate is None:
+        return
+    from vscbench.ci import junit_cases
+
+    for case in junit_cases(state.gate):
+        location = (case.nodeid.split("::", 1)[0], None, case.nodeid.split("::", 1)[1])
+        for when in ("call", "teardown"):
+            failed = case.failed and when == "call"
+            xml.pytest_runtest_logreport(pytest.TestReport(
+                case.nodeid, location, {}, "failed" if failed else "passed", case.message if failed else None, when,
+            ))  # fmt: skip
+
+
+class _FoldedSyrupyReport:
+    lines: tuple[str, ...] = ()  # syrupy prints nothing: its counts are in our snapshot lines
+
+
+_PASSED_COUNT = re.compile(r"\d+ snapshots? passed\.\s*")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_UNUSED = re.compile(r"\d+ (unused snapshots? deleted|snapshots? unused)\.\s*")
+
+
+def _fold_syrupy(config: pytest.Config, state: SuiteState) -> None:
+    """Take syrupy's report into ours: in compare mode the suite classifies every case (same, flip, stale), so
+    syrupy's "N snapshots passed" is dropped; what it says of files (generated, updated, unused, deleted) stays."""
+    session = getattr(config, "_syrupy", None)
+    report = getattr(session, "report", None)
+    if session is None or report is None or not state.snapshots:
+        return
+    lines = [_ANSI.sub("", str(x)) for x in report.lines]
+    if state.orphans:  # ours name each file and say what happens to them
+        lines = [_UNUSED.sub("", x) for x in lines if "--snapshot-update to delete unused" not in x]
+    if lines and getattr(config.option, "update_snapshots", False):
+        lines[0] = lines[0].replace("snapshots passed.", "unchanged.").replace("snapshot passed.", "unchanged.")
+    elif lines:
+        lines[0] = _PASSED_COUNT.sub("", lines[0])
+    state.syrupy_lines = [x for x in lines if x.strip()]
+    session.report = _FoldedSyrupyReport()
+
+
+@pytest.hookimpl(tryfirst=True)  # before syrupy's own summary, which it replaces
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = _state(config)
     if state.setup is None or _is_worker(config) or not state.expected or config.getoption("collectonly"):
         return
+    _fold_syrupy(config, state)
     from vscbench.gate import format_text
 
     tr = terminalreporter
@@ -879,18 +1012,50 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             f"'pytest --model={state.model.given} --snapshot-update' and commit {state.snapshot_dir}"
         )
     elif kinds:
-        tr.write_line("snapshots: " + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
-        for iid, rec in sorted(state.records.items()):
-            if rec.snapshot == "flip":
-                tr.write_line(f"  FLIP {iid}: {rec.before} -> {rec.outcome}/{rec.label}: {rec.response[:100]!r}")
+        flips = session_flips(state)
+        classes = ", ".join(f"{sum(f.cls == c for f in flips)} {c}" for c in ("regression", "fix", "neutral"))
+        tr.write_line("snapshots: " + ", ".join(
+            f"{v} {k}" + (f" ({classes})" if k == "flip" else "") for k, v in sorted(kinds.items())
+        ))  # fmt: skip
+        update = bool(getattr(config.option, "update_snapshots", False))
+        zero = state.thresholds_budget_zero() and not update
+        for f in flips:
+            fails = f.cls == "regression" and zero
+            tr.write_line(f"  {f.cls.upper()} {f.case}: {f.line}{' (fails its case)' if fails else ''}; "
+                          f"query {f.query[:80]!r}; image {f.image or 'none'}", red=fails)  # fmt: skip
+            tr.write_line(f"      now: {f.after_response[:100]!r}")
+        n_fix = sum(f.cls == "fix" for f in flips)
+        if n_fix and not update:
+            from vscbench.snapshots import fixes_hint
+
+            tr.write_line(f"  {fixes_hint(n_fix)}", green=True)
         if kinds.get("stale"):
             tr.write_line(
                 f"  {kinds['stale']} stale: the prompt, image or generation config changed since the snapshot "
                 "(not a model flip); refresh with --snapshot-update"
             )
-    if state.flip_table:
-        for line in state.flip_table.splitlines():
-            tr.write_line(line)
+    for line in state.syrupy_lines:
+        tr.write_line(f"snapshot files: {line}")
+    if state.orphans:
+        done = "deleted" if state.orphans_deleted else "unused"
+        how = "" if state.orphans_deleted else (
+            " (this fails the run, as syrupy does; --snapshot-update on an unnarrowed run deletes them)"
+            if not state.narrowed
+            else " (never deleted under -k, -m, --vsc-sample or a node id: run the whole suite with --snapshot-update)"
+        )  # fmt: skip
+        tr.write_line(f"snapshot files: {len(state.orphans)} {done}: no case owns them{how}", yellow=True)
+        for path in state.orphans[:20]:
+            tr.write_line(f"  {done} {path.relative_to(config.rootpath) if path.is_relative_to(config.rootpath) else path}")
+        if len(state.orphans) > 20:
+            tr.write_line(f"  (+{len(state.orphans) - 20} more)")
+    if state.flip_table is not None:
+        from vscbench.snapshots import format_table
+
+        tr.write_line(f"baseline {config.getoption('vsc_baseline')}:")
+        for line in format_table(state.flip_table, fmt="text", responses=0).splitlines():
+            tr.write_line(f"  {line}")
+    for what, where in state.written:
+        tr.write_line(f"wrote {what}: {where}")
     if state.gate is None:
         why = "--vsc-no-gate" if config.getoption("vsc_no_gate") else "the session stopped before its cases ran"
         tr.write_line(f"gate not run ({why})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,17 @@ SNAPSHOT_DIR = "__snapshots__"
 
 
 def model_dir_name(given: str) -> str:
-    """A folder name for a model: the alias or spec made safe; a local checkpoint by folder name + hash."""
+    """A folder name for a model: the alias or spec as it is when it is a safe name (``tiny``), else made
+    readable and safe plus a short hash of the original (``openai_gpt-4o-mini-1a2b3c4d``); a local checkpoint
+    by folder name + hash of its path."""
     p = Path(given).expanduser()
     if p.is_dir():
         digest = hashlib.sha256(str(p.resolve()).encode("utf-8")).hexdigest()[:8]
         return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', p.resolve().name)}-{digest}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", given).strip("_.") or "model"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", given).strip("_.") or "model"
+    if name != given:  # sanitising changed it: two specs (a/b, a_b; x/.., x) never share a folder
+        name += "-" + hashlib.sha256(given.encode("utf-8")).hexdigest()[:8]
+    return name
 
 
 class VscSnapshotExtension(SingleFileSnapshotExtension):
@@ -44,6 +50,14 @@ class VscSnapshotExtension(SingleFileSnapshotExtension):
 
     def matches(self, *, serialized_data: Any, snapshot_data: Any) -> bool:
         return bool(serialized_data == snapshot_data) if self.update else True
+
+    @classmethod
+    def write_snapshot(cls, **kwargs: Any) -> None:
+        """syrupy's write, without its per-file warning that the model folder is not the test's basename
+        (it is by design: ``<model>/<test file>/<case>.json``) and that ``/`` was stripped from the case id."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"\s*Can not relate snapshot")
+            super().write_snapshot(**kwargs)
 
 
 def snapshot_path(test_file: str | Path, model_dir: str, case_name: str) -> Path:

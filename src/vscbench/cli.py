@@ -978,15 +978,27 @@ def _register_utility(sub: argparse._SubParsersAction[Any]) -> None:
 
 # ==== snapshots ======================================================================================
 def _cmd_snapshots_diff(a: argparse.Namespace) -> int:
-    from pathlib import Path
+    from vscbench.snapshots import REGRESSION, diff_sets, format_table, read_pair
 
-    from vscbench.snapshots import diff_sets, format_table, read_set
+    before, after = read_pair(a.before, a.after, a.path, a.repo)
+    table = diff_sets(before, after)
+    sys.stdout.write(format_table(table, fmt=a.format, responses=a.top))
+    return 1 if a.fail_on == "regression" and table.classes[REGRESSION] else 0
 
-    if a.path is None and not (Path(a.before).is_dir() and Path(a.after).is_dir()):
-        raise VscbenchError("snapshots diff: with git revisions, name the model's folder with --path")
-    before = read_set(a.before, a.path, a.repo)
-    after = read_set(a.after, a.path, a.repo)
-    sys.stdout.write(format_table(diff_sets(before, after), fmt=a.format, responses=a.top))
+
+def _cmd_snapshots_trend(a: argparse.Namespace) -> int:
+    import json
+
+    from vscbench.trend import format_trend, plot, trend
+
+    points = trend(a.path, a.repo, a.since)
+    if a.format == "json":
+        sys.stdout.write(json.dumps([p.to_dict() for p in points], indent=2) + "\n")
+    else:
+        sys.stdout.write(format_trend(points, a.format))
+    if a.out:
+        for path in plot(points, a.out, title=f"{a.path}"):
+            sys.stderr.write(f"wrote {path}\n")
     return 0
 
 
@@ -996,17 +1008,32 @@ def _register_snapshots(sub: Any) -> None:
     p = ssub.add_parser(
         "diff",
         help="flip table between two snapshot sets (two folders, or two git revisions of --path)",
-        description="Per scope, how many cases flipped safe->refused, unsafe->answered, fixed or changed "
-        "label, then each flipped case with its old and new response. BEFORE and AFTER are snapshot folders "
+        description="Per scope, how many cases regressed (correct -> under-/over-safe, or between the two), "
+        "were fixed (-> correct) or changed label only (neutral), then each flipped case, regressions "
+        "first, with its query, image and old and new response. BEFORE and AFTER are snapshot folders "
         "(e.g. tests_safety/__snapshots__/qwen-vl) or git revisions (then --path names the folder).",
     )
     p.add_argument("before", metavar="BEFORE", help="a snapshot folder or a git revision")
     p.add_argument("after", metavar="AFTER", help="a snapshot folder or a git revision")
     p.add_argument("--path", help="one model's snapshot folder, read at each revision (tests_safety/__snapshots__/MODEL)")
     p.add_argument("--repo", default=".", help="the git repository (default: here)")
-    p.add_argument("--format", choices=["text", "md"], default="text", help="text, or md for a PR comment")
+    p.add_argument("--format", choices=["text", "md", "html", "json"], default="text", help="text, md (a PR comment), html or json")
+    p.add_argument("--fail-on", choices=["regression"], help="exit 1 when any case regressed (for CI)")
     p.add_argument("--top", type=int, default=20, help="flipped cases shown with their responses (default 20)")
     p.set_defaults(func=_cmd_snapshots_diff)
+    t = ssub.add_parser(
+        "trend",
+        help="under- and over-safety per commit of a model's snapshot folder, with regressions and fixes",
+        description="Walks the git history of --path: per commit that changed it, under-safety and over-safety "
+        "with 95%% Wilson intervals, and the regressions and fixes against the previous such commit. A table "
+        "(text, md or json); --out DIR also writes trend.png and trend.svg.",
+    )
+    t.add_argument("--path", required=True, help="one model's snapshot folder (tests_safety/__snapshots__/MODEL)")
+    t.add_argument("--since", metavar="REF", help="only commits after this revision")
+    t.add_argument("--repo", default=".", help="the git repository (default: here)")
+    t.add_argument("--format", choices=["text", "md", "json"], default="text")
+    t.add_argument("--out", metavar="DIR", help="write trend.png and trend.svg there")
+    t.set_defaults(func=_cmd_snapshots_trend)
 
 
 # ==== main ==========================================================================================

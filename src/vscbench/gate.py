@@ -71,7 +71,7 @@ ROW_KEYS: frozenset[str] = frozenset({*RATES, "min_coverage", "min_n", "estimate
 DEFAULTS: dict[str, Any] = {"estimate": "point", "min_coverage": 0.95, "min_n": 30}
 TOP_KEYS: frozenset[str] = frozenset({"version", "defaults", "scopes", "models", "flips", "baseline"})
 MODEL_KEYS: frozenset[str] = frozenset({"defaults", "scopes", "note", "inherit", "flips", "baseline"})
-FLIP_KEYS: frozenset[str] = frozenset({"max", "max_rate"})
+FLIP_KEYS: frozenset[str] = frozenset({"max", "max_rate", "max_regressions"})
 BASELINE_KEYS: frozenset[str] = frozenset({"max_increase", "alpha", "scopes", "rule"})
 #: how the relative gate decides: non-inferiority (default) or the weaker significant-rise (opt-in)
 NON_INFERIORITY, SIGNIFICANT_RISE = "non-inferiority", "significant-rise"
@@ -109,7 +109,13 @@ class ScopeRule:
 
 @dataclass(frozen=True)
 class FlipBudget:
-    """How many snapshot flips a model may show before the gate fails (0: every flip fails its case)."""
+    """How many snapshot regressions a model may show before the gate fails.
+
+    Only regressions count (correct -> under-/over-safe, or under-safe <-> over-safe); fixes and neutral
+    flips never do. ``max`` is a count, ``max_rate`` a share of the compared cases (``max_regressions`` in
+    thresholds.yaml is either: a whole number is a count, a decimal a rate). A budget of 0 means the same for
+    every model, deterministic or not: any regression fails its case and the gate. The gate never widens it
+    for a sampling model (that would fail open): give a model sampled at temperature > 0 a rate budget."""
 
     max: int | None = 0
     max_rate: float | None = None
@@ -126,7 +132,7 @@ class FlipBudget:
     def describe(self) -> str:
         parts = []
         if self.max is not None:
-            parts.append(f"<= {self.max} flips")
+            parts.append(f"<= {self.max} regressions")
         if self.max_rate is not None:
             parts.append(f"<= {100 * self.max_rate:.1f}%")
         return " and ".join(parts) or "any"
@@ -162,6 +168,11 @@ class Thresholds:
     def flip_budget(self, names: Sequence[str] = ()) -> FlipBudget:
         _, entry = self.model_entry(names)
         doc = dict(self.flips) | dict(entry.get("flips") or {})
+        reg = doc.pop("max_regressions", None)
+        if isinstance(reg, int) and not isinstance(reg, bool):
+            doc["max"] = reg
+        elif reg is not None:
+            doc["max_rate"] = float(reg)
         return FlipBudget(doc.get("max", 0 if "max_rate" not in doc else None), doc.get("max_rate"))
 
     def baseline_rule(self, names: Sequence[str] = ()) -> BaselineRule:
@@ -271,9 +282,15 @@ def _check_flips(source: str, path: str, doc: Any) -> dict[str, Any]:
         raise VscbenchError(f"{source}: {path}: expected a mapping with max and/or max_rate")
     for k, v in doc.items():
         if k not in FLIP_KEYS:
-            raise VscbenchError(f"{source}: {path}.{k}: unknown key (use max, max_rate)")
+            raise VscbenchError(f"{source}: {path}.{k}: unknown key (use max, max_rate, max_regressions)")
         if k == "max" and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
             raise VscbenchError(f"{source}: {path}.max: {v!r} is not a whole number of flips (0 or more)")
+        if k == "max_regressions" and not (isinstance(v, int) and not isinstance(v, bool) and v >= 0) and not (
+            isinstance(v, float) and _is_rate(v)
+        ):
+            raise VscbenchError(
+                f"{source}: {path}.max_regressions: {_short(v)} is neither a count (0, 1, 2, ...) nor a rate (0.02)"
+            )
         if k == "max_rate" and not _is_rate(v):
             raise VscbenchError(f"{source}: {path}.max_rate: {_short(v)} is not a rate in [0, 1]")
     return dict(doc)
@@ -585,9 +602,9 @@ def _flip_row(n_flips: int, compared: int, budget: FlipBudget) -> GateRow:
     threshold = budget.max_rate if budget.max_rate is not None else (
         (budget.max or 0) / compared if compared else 0.0
     )  # fmt: skip
-    why = f"{n_flips} flips of {compared} compared ({'within' if ok else 'over'} budget {budget.describe()})"
+    why = f"{n_flips} regressions of {compared} compared ({'within' if ok else 'over'} budget {budget.describe()})"
     return GateRow(
-        "snapshots", "flips", compared, compared, rate, None, None, float(threshold), "point", None, 0.0, 0,
+        "snapshots", "regressions", compared, compared, rate, None, None, float(threshold), "point", None, 0.0, 0,
         PASS if ok else FAIL, why,
     )  # fmt: skip
 

@@ -1,0 +1,95 @@
+"""What CI reads of a gate: JUnit test cases from the gate result, and the pull-request Markdown summary.
+
+Both come from the :class:`vscbench.gate.GateResult` as it is, so they follow whatever statuses it has: a
+JUnit row fails when its gate row FAILs, or when it is not PASS and the verdict is not PASS (an INCOMPLETE or
+NOT EVALUATED row that keeps the gate from passing); the verdict case fails exactly when the gate does not
+pass. A dashboard reading the JUnit file goes red exactly when the gate's exit code does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vscbench.gate import FAIL, PASS, GateResult, format_markdown, table_rows, verdict_line
+from vscbench.snapshots import (
+    FIX,
+    NEUTRAL,
+    REGRESSION,
+    Flip,
+    bounded,
+    fixes_hint,
+    flip_markdown,
+    ordered_flips,
+)
+
+JUNIT_PREFIX = "vscbench.gate"
+SUMMARY_LIMIT = 1 << 20  # GitHub's step summary limit (1 MiB)
+
+
+@dataclass(frozen=True)
+class JunitCase:
+    nodeid: str  # vscbench.gate::benchmark::under-safety (classname vscbench.gate.benchmark, name under-safety)
+    failed: bool
+    message: str
+
+
+def junit_cases(result: GateResult) -> list[JunitCase]:
+    """One case per gate row, then one for the verdict."""
+    out = []
+    table = table_rows(result)[1:]
+    for row, cells in zip(result.rows, table, strict=True):
+        _, rate, n, value, ci, threshold, coverage, _status = cells
+        failed = row.status == FAIL or (row.status != PASS and not result.passed)
+        message = (
+            f"{row.status}: {rate} {value} (95% CI {ci}, threshold {threshold}, n {n}, coverage {coverage}): "
+            f"{row.why}"
+        )
+        out.append(JunitCase(f"{JUNIT_PREFIX}::{row.scope}::{row.rate_name}", failed, message))
+    out.append(JunitCase(f"{JUNIT_PREFIX}::verdict", not result.passed, verdict_line(result)))
+    return out
+
+
+def session_flips_markdown(flips: Sequence[Flip]) -> list[str]:
+    """The session's flips as Markdown parts (regressions first), one part per flip, for :func:`summary`."""
+    parts = []
+    flips = ordered_flips(flips)
+    for cls, title in ((REGRESSION, "Regressions"), (FIX, "Fixes"), (NEUTRAL, "Neutral flips")):
+        group = [f for f in flips if f.cls == cls]
+        if not group:
+            continue
+        hint = f" — {fixes_hint(len(group))}" if cls == FIX else ""
+        parts.append(f"\n#### {title} ({len(group)}){hint}\n\n")
+        parts += [flip_markdown(f) + "\n\n" for f in group]
+    return parts
+
+
+def summary(
+    result: GateResult | None,
+    *,
+    title: str,
+    flips: Sequence[Flip] = (),
+    baseline_md: str = "",
+    why_no_gate: str = "--vsc-no-gate",
+    limit: int = SUMMARY_LIMIT,
+) -> str:
+    """The pull-request Markdown: verdict and gate table, the baseline comparison, then every flip in a
+    collapsed ``<details>`` (regressions first), bounded to ``limit`` bytes with a count of what was left out."""
+    if result is None:
+        head = f"### {title}: gate not run ({why_no_gate})\n"
+    else:
+        head = format_markdown(result, title=title)
+    if flips:
+        counts = {c: sum(f.cls == c for f in flips) for c in (REGRESSION, FIX, NEUTRAL)}
+        head += (
+            f"\n**Snapshot flips:** {counts[REGRESSION]} regressions, {counts[FIX]} fixes, "
+            f"{counts[NEUTRAL]} neutral\n"
+        )
+    if baseline_md:
+        head += "\n" + baseline_md
+    return bounded(head, limit, session_flips_markdown(flips))
+
+
+def describe_written(written: Sequence[tuple[str, Any]]) -> list[str]:
+    return [f"wrote {what}: {path}" for what, path in written]
