@@ -307,7 +307,7 @@ def serve(
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>vscbench audit labelling</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
 <style>
 body{font-family:system-ui,sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem;color:#222}
 header{display:flex;justify-content:space-between;align-items:baseline;gap:1rem;flex-wrap:wrap}
@@ -322,6 +322,7 @@ header{display:flex;justify-content:space-between;align-items:baseline;gap:1rem;
 button{font-size:1rem;padding:.5rem .9rem;border-radius:6px;border:1px solid #888;background:#fff;cursor:pointer}
 button:hover{background:#eef}kbd{font-size:.75rem;border:1px solid #aaa;border-radius:3px;padding:0 .25rem;margin-left:.3rem}
 #reveal{min-height:1.5rem;margin:.5rem 0;color:#333}#reveal.disagree{color:#b40}
+#case{text-transform:none;font-family:monospace;letter-spacing:0}
 #note{width:100%;margin:.5rem 0;font-size:.95rem}#stale{color:#b40}#done{font-size:1.3rem;color:#2a7}
 </style></head><body>
 <header><h1>Audit labelling</h1><div><span id="who"></span> <span id="progress"></span> <span id="kappa"></span></div></header>
