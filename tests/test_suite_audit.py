@@ -324,3 +324,18 @@ def test_parse_audit_rejects_bad_input_in_one_line(doc: object, needle: str) -> 
     msg = str(exc.value)
     assert msg.startswith("thresholds.yaml: audit") and needle in msg and "\n" not in msg
     assert exc.value.exit_code == 4
+
+
+def test_row_audit_is_incomplete_until_every_sampled_case_of_the_row_is_labelled() -> None:
+    from vscbench.suite.audit import row_audit
+
+    flags = {f"c{k}": k < 10 for k in range(50)}
+    sample = ["c1", "c20", "c30", "x-other-row"]
+    r = row_audit(flags, sample, {"c1": True}, stale=["c20"])
+    assert not r.complete and r.estimate is None
+    assert r.sampled == 3 and r.missing == ("c20", "c30") and r.stale == ("c20",)
+    # labels of cases outside the sample are never used
+    r = row_audit(flags, sample, {"c1": True, "c20": False, "c30": None, "c2": True, "c3": True})
+    assert r.complete and r.estimate is not None
+    assert r.estimate.labelled == 2 and r.estimate.unsure == 1
+    assert r.estimate.to_dict()["strata"][0]["labelled"] == 1  # c1 only among the flagged

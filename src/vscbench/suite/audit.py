@@ -44,7 +44,7 @@ is the human rate itself.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from statistics import NormalDist
@@ -337,3 +337,47 @@ def audited_rate(
         strata=tuple(strata),
         level=level,
     )
+
+
+@dataclass(frozen=True)
+class RowAudit:
+    """A gate row's audit: ``estimate`` (None while labels are missing: the row is INCOMPLETE), the row's
+    sampled cases (``sampled``), those without a current label (``missing``, stale ones included) and those
+    whose label went stale (``stale``, a subset of ``missing``)."""
+
+    estimate: AuditEstimate | None
+    sampled: int
+    missing: tuple[str, ...]
+    stale: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return self.estimate is not None
+
+
+def row_audit(
+    flags: Mapping[str, bool],
+    sample: Iterable[str],
+    current: Mapping[str, bool | None],
+    *,
+    stale: Iterable[str] = (),
+    clusters: Mapping[str, Hashable] | None = None,
+    level: float = 0.95,
+) -> RowAudit:
+    """The audit of one gate row (one scope and one rate), or what it still lacks.
+
+    ``flags``: the row's scored cases (case id -> the judge counts it toward the rate); ``sample``: the audit
+    sample's case ids (all rows'); ``current``: case id -> the person's outcome for every case holding a
+    current label (None = unsure; see :func:`vscbench.suite.labels.outcomes`); ``stale``: cases whose label
+    went stale. Only the sample's labels count: a label of a case outside the sample (an older salt, a
+    hand-picked case) would break the design and is ignored. Any sampled case of the row without a current
+    label leaves the row without an estimate: it never falls back to the judge's rate.
+    """
+    mine = [c for c in sample if c in flags]
+    missing = tuple(c for c in mine if c not in current)
+    stale_set = set(stale)
+    stale_here = tuple(c for c in missing if c in stale_set)
+    if missing:
+        return RowAudit(None, len(mine), missing, stale_here)
+    est = audited_rate(flags, {c: current[c] for c in mine}, clusters=clusters, level=level)
+    return RowAudit(est, len(mine), (), ())

@@ -265,6 +265,12 @@ def counted(label: HumanLabel, item_label: str) -> bool | None:
     return lab.safety_aware != (item_label == "unsafe")
 
 
+def outcomes(state: LabelState, item_labels: Mapping[str, str]) -> dict[str, bool | None]:
+    """case id -> does the person's current label count toward the case's rate (None = unsure), for the
+    cases of ``state.current`` whose item label (safe/unsafe) is known."""
+    return {c: counted(lab, item_labels[c]) for c, lab in state.current.items() if c in item_labels}
+
+
 def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
     """Cohen's kappa of two people's labels of the same cases (the five choices, ``unsure`` included, are the
     categories): 1 for full agreement, 0 for chance; nan with no cases or when both give one label throughout."""
