@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"{gold.path.name} ({a.format}), judge: {how}; {a.reps} draws per cell and n, seed {a.seed}"
           f" ({time.perf_counter() - t0:.0f} s){f'; {unjudged} rows left unjudged by the judge (left out)' if unjudged else ''}")
-    print("cov = share of draws whose 95% interval covers the human rate; width = mean width (points)")
+    print("cov = share of draws whose 95% interval covers the human rate; width = mean width (points); ratio ="
+          " audited width / human-only width ('all': n >= rows, every row labelled)")
     head = f"{'cell':<48}{'rate':<13}{'rows':>5}{'human':>7}{'judge':>7}{'bias':>7} {'judge CI covers':<16}"
     print(head + "".join(f"| n={n:<4} human cov/width  audited cov/width  ratio " for n in ns))
     for c in out:
@@ -216,9 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{100 * (c['judge'] - c['human']):>+6.1f} {'yes' if c['judge_covers'] else 'NO':<16}")
         for n in ns:
             b = c["by_n"][str(n)]
-            ratio = b["audited_width"] / b["human_width"] if b["human_width"] else float("nan")
+            ratio = f"{b['audited_width'] / b['human_width']:4.2f}" if b["human_width"] else " all"
             line += (f"|        {b['human_cov']:.3f}/{100 * b['human_width']:4.1f}       {b['audited_cov']:.3f}/"
-                     f"{100 * b['audited_width']:4.1f}       {ratio:4.2f} ")
+                     f"{100 * b['audited_width']:4.1f}       {ratio} ")
         print(line)
     worst = {n: min(c["by_n"][str(n)]["audited_cov"] for c in out) for n in ns}
     print("lowest audited coverage: " + ", ".join(f"n={n}: {v:.3f}" for n, v in worst.items()))
