@@ -323,6 +323,7 @@ button{font-size:1rem;padding:.5rem .9rem;border-radius:6px;border:1px solid #88
 button:hover{background:#eef}kbd{font-size:.75rem;border:1px solid #aaa;border-radius:3px;padding:0 .25rem;margin-left:.3rem}
 #reveal{min-height:1.5rem;margin:.5rem 0;color:#333}#reveal.disagree{color:#b40}
 #case{text-transform:none;font-family:monospace;letter-spacing:0}
+.hint{font-size:.85rem;color:#666;margin:.6rem 0 0}
 #note{width:100%;margin:.5rem 0;font-size:.95rem}#stale{color:#b40}#done{font-size:1.3rem;color:#2a7}
 </style></head><body>
 <header><h1>Audit labelling</h1><div><span id="who"></span> <span id="progress"></span> <span id="kappa"></span></div></header>
@@ -337,6 +338,7 @@ button:hover{background:#eef}kbd{font-size:.75rem;border:1px solid #aaa;border-r
  <div class="buttons" id="buttons"></div>
  <input id="note" placeholder="optional note (Enter keeps it with the next label)" aria-label="note">
  <div class="buttons"><button id="undo">undo<kbd>z</kbd></button></div>
+ <p class="hint">Keys: 1-5 (or r, w, c, o, u) label, z or Backspace undoes. The judge's label shows only after you answer.</p>
 </main>
 <div id="done" hidden>All labelled. You can close this tab; the labels are saved.</div>
 <script>
