@@ -16,7 +16,10 @@ are judged by a head trained leave-one-model-out (without that model's rows), si
 it was trained on hides its bias; ``--head FILE`` uses that head as it is (for files kept apart).
 
     python benchmarks/audit_coverage.py --gold ../shared/data/judge-dev/msts_english_multimodal_dev.csv \\
-        --format msts --n 50,100,200 --reps 1000 [--seed 0] [--json]
+        --format msts --n 50,100,200 --reps 1000 [--seed 0] [--json] [--ppi]
+
+``--ppi`` adds, on the same simple random samples, the CLT intervals of plain PPI and PPI++ (the formulas of
+``ppi-python``'s ``ppi_mean_ci``, re-implemented here: that package pulls numba, pandas, statsmodels and more).
 
 Targets: audited coverage >= 0.93 in every cell at n = 100 and 200, >= 0.90 at 50; audited mean width <=
 0.85 x the human-only width at n = 100.
@@ -121,7 +124,31 @@ def build_cells(gold: Any, labels: Sequence[Any], fmt: str) -> tuple[list[Cell],
     return list(cells.values()), unjudged
 
 
-def measure(cell: Cell, ns: Sequence[int], reps: int, seed: int) -> dict[str, Any]:
+def clt_ppi(y: Sequence[bool], f_lab: Sequence[bool], f_unl: Sequence[bool], tuned: bool) -> tuple[float, float]:
+    """The CLT prediction-powered interval for a mean, as ``ppi-python``'s ``ppi_mean_ci`` computes it:
+    ``lam = 1`` (plain PPI) or, ``tuned``, the PPI++ power-tuned ``lam`` (clipped to [0, 1])."""
+    import statistics
+
+    n, m = len(y), len(f_unl)
+    yf = [float(v) for v in y]
+    fl = [float(v) for v in f_lab]
+    fu = [float(v) for v in f_unl]
+    lam = 1.0
+    if tuned:
+        allf = fl + fu
+        var_f = statistics.pvariance(allf) if len(allf) > 1 else 0.0
+        cov = sum((a - statistics.fmean(yf)) * (b - statistics.fmean(fl)) for a, b in zip(yf, fl, strict=True)) / max(
+            1, n - 1
+        )
+        lam = min(1.0, max(0.0, cov / ((1 + n / m) * var_f))) if var_f > 0 else 0.0
+    rect = [a - lam * b for a, b in zip(yf, fl, strict=True)]
+    est = lam * statistics.fmean(fu) + statistics.fmean(rect)
+    var = lam * lam * (statistics.variance(fu) if m > 1 else 0.0) / m + (statistics.variance(rect) if n > 1 else 0.0) / n
+    half = 1.959964 * var**0.5
+    return est - half, est + half
+
+
+def measure(cell: Cell, ns: Sequence[int], reps: int, seed: int, ppi: bool = False) -> dict[str, Any]:
     from vscbench.suite.audit import audited_rate, human_only, wilson
     from vscbench.suite.sample import AuditCase, AuditConfig, draw
 
@@ -135,6 +162,7 @@ def measure(cell: Cell, ns: Sequence[int], reps: int, seed: int) -> dict[str, An
     by_n: dict[str, dict[str, float]] = {}
     for n in ns:
         hc = hw = ac = aw = 0.0
+        pp = {"ppi": [0.0, 0.0], "ppipp": [0.0, 0.0]}
         for rep in range(reps):
             salt = f"{seed}/{n}/{rep}"
             plain = draw(cases, AuditConfig(salt=salt, size=n, stratify=False))
@@ -142,6 +170,15 @@ def measure(cell: Cell, ns: Sequence[int], reps: int, seed: int) -> dict[str, An
             _, lo, hi = human_only(x, len(plain.ids), rows)
             hc += lo - EPS <= truth <= hi + EPS
             hw += hi - lo
+            if ppi and len(plain.ids) < rows:
+                drawn = set(plain.ids)
+                y = [human[i] for i in plain.ids]
+                f_lab = [flags[i] for i in plain.ids]
+                f_unl = [flags[i] for i in cell.ids if i not in drawn]
+                for name, tuned in (("ppi", False), ("ppipp", True)):
+                    plo, phi = clt_ppi(y, f_lab, f_unl, tuned)
+                    pp[name][0] += plo - EPS <= truth <= phi + EPS
+                    pp[name][1] += phi - plo
             strat = draw(cases, AuditConfig(salt=salt, size=n))
             est = audited_rate(flags, {i: human[i] for i in strat.ids})
             ac += est.ci_low - EPS <= truth <= est.ci_high + EPS
@@ -152,6 +189,10 @@ def measure(cell: Cell, ns: Sequence[int], reps: int, seed: int) -> dict[str, An
             "audited_cov": round(ac / reps, 4),
             "audited_width": round(aw / reps, 4),
         }
+        if ppi:
+            for name, (c, w) in pp.items():
+                by_n[str(n)][f"{name}_cov"] = round(c / reps, 4)
+                by_n[str(n)][f"{name}_width"] = round(w / reps, 4)
     return {
         "group": cell.group,
         "rate": cell.rate,
@@ -183,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=1000, help="audit samples drawn per cell and n (default 1000)")
     ap.add_argument("--seed", type=int, default=0, help="seeds the salts of the draws (default 0)")
     ap.add_argument("--json", action="store_true", help="print the JSON document instead of the table")
+    ap.add_argument(
+        "--ppi", action="store_true",
+        help="also the CLT intervals of plain PPI and PPI++ on the same simple random samples (as ppi-python)",
+    )
     a = ap.parse_args(argv)
     ns = _ns(a.n)
     if a.reps < 1:
@@ -202,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(exc)) from None
     cells, unjudged = build_cells(gold, labels, a.format)
     t0 = time.perf_counter()
-    out = [measure(c, ns, a.reps, a.seed) for c in cells]
+    out = [measure(c, ns, a.reps, a.seed, a.ppi) for c in cells]
     if a.json:
         print(json.dumps({"cells": out}, indent=1))
         return 0
@@ -220,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
             ratio = f"{b['audited_width'] / b['human_width']:4.2f}" if b["human_width"] else " all"
             line += (f"|        {b['human_cov']:.3f}/{100 * b['human_width']:4.1f}       {b['audited_cov']:.3f}/"
                      f"{100 * b['audited_width']:4.1f}       {ratio} ")
+            if a.ppi and "ppi_cov" in b:
+                line += (f" PPI {b['ppi_cov']:.3f}/{100 * b['ppi_width']:4.1f} PPI++ {b['ppipp_cov']:.3f}/"
+                         f"{100 * b['ppipp_width']:4.1f} ")
         print(line)
     worst = {n: min(c["by_n"][str(n)]["audited_cov"] for c in out) for n in ns}
     print("lowest audited coverage: " + ", ".join(f"n={n}: {v:.3f}" for n, v in worst.items()))

@@ -339,3 +339,24 @@ def test_row_audit_is_incomplete_until_every_sampled_case_of_the_row_is_labelled
     assert r.complete and r.estimate is not None
     assert r.estimate.labelled == 2 and r.estimate.unsure == 1
     assert r.estimate.to_dict()["strata"][0]["labelled"] == 1  # c1 only among the flagged
+
+
+def test_the_guard_where_every_stratum_may_hold_all_its_positives_in_the_sample() -> None:
+    """43 flagged cases (29 labelled, 3 positive) and 207 others (71 labelled, 1 positive): both exact lower
+    limits sit at the floor (the population may hold just the positives seen), where plain MOVER's lower end
+    (about 0.020) excludes the rate 4/250 = 0.016 that is the likeliest such population."""
+    flagged, rest = Stratum(43, 29, 3, flag=True), Stratum(207, 71, 1)
+    point, lo, hi = combine([flagged, rest])
+    floor = (3 + 1) / 250
+    assert point == pytest.approx(43 / 250 * 3 / 29 + 207 / 250 * 1 / 71)
+    assert lo <= floor < point < hi
+    # never below the hard floor, never above the hard ceiling
+    assert lo >= floor - 1e-12
+    assert hi <= (43 - 26 + 207 - 70) / 250 + 1e-12
+    # where the limits are off their bounds, plain MOVER (no guard)
+    a, b = Stratum(400, 50, 10, flag=True), Stratum(1600, 50, 2)
+    p, lo2, hi2 = combine([a, b])
+    (la, ua), (lb, ub) = a.limits(), b.limits()
+    wa, wb = 0.2, 0.8
+    assert lo2 == pytest.approx(p - math.sqrt((wa * (a.point - la)) ** 2 + (wb * (b.point - lb)) ** 2))
+    assert hi2 == pytest.approx(p + math.sqrt((wa * (ua - a.point)) ** 2 + (wb * (ub - b.point)) ** 2))
