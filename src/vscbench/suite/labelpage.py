@@ -266,12 +266,13 @@ class Server:
 
     def start(self) -> Server:
         self.thread.start()
-        for _ in range(500):
+        for _ in range(3000):  # up to 30 s on a loaded machine
             if self.server.started:
                 return self
             if not self.thread.is_alive():
                 break
             threading.Event().wait(0.01)
+        self.stop()
         raise VscbenchError("the labelling page did not start")
 
     def stop(self) -> None:
