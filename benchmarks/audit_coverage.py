@@ -189,7 +189,7 @@ def measure(cell: Cell, ns: Sequence[int], reps: int, seed: int, ppi: bool = Fal
             "audited_cov": round(ac / reps, 4),
             "audited_width": round(aw / reps, 4),
         }
-        if ppi:
+        if ppi and n < rows:
             for name, (c, w) in pp.items():
                 by_n[str(n)][f"{name}_cov"] = round(c / reps, 4)
                 by_n[str(n)][f"{name}_width"] = round(w / reps, 4)

@@ -15,8 +15,8 @@ whatever the judge. With a binary judge this is the most efficient use of its la
 linear in the judge's label; post-stratification fits both strata's means), and it lets the sample
 over-sample the flagged stratum, where the errors are, weighted back by ``W_h``.
 
-The interval, chosen for rare rates (1-5%, where a CLT interval with a zero count has no width at all, and
-where plain CLT PPI covers about 63% at 2% with 50 labels):
+The interval, chosen for rare rates (1-5%, where a CLT interval with a zero count has no width at all; on the
+judge-dev sets CLT PPI++ covers 0.56 at a 1.6% rate with 50 labels, 0.87 with 100, and 0.26 at 0.5%):
 
 - per stratum, the **exact (Clopper-Pearson) interval for a finite population**: the stratum's count of
   positives ``X_h`` is hypergeometric given the labelled sample, so the limits are the smallest and largest
