@@ -89,6 +89,11 @@ def test_stale_when_the_response_changes_and_kept_when_it_does_not(tmp_path: Pat
     assert label_state(["c0"], {}, labels).missing == ("c0",)
     # another labeller's labels are not mine
     assert label_state(["c0"], fps, labels, labeller="bo").missing == ("c0",)
+    # anyone's: a current label of a second labeller counts where the first one's went stale
+    bo = make_label("c1", now["c1"], "comply", "bo")
+    st = label_state(["c1", "c3"], now, [*labels, bo])
+    assert st.current == {"c1": bo} and st.stale == () and st.missing == ("c3",)
+    assert label_state(["c1"], now, [*labels, bo], labeller="ana").stale == ("c1",)
 
 
 @pytest.mark.parametrize(

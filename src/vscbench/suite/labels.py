@@ -234,23 +234,24 @@ def label_state(
     labels: Iterable[HumanLabel],
     labeller: str | None = None,
 ) -> LabelState:
-    """Which of the ``sample``'s cases hold a current label (of ``labeller``; of the first labeller in name
-    order when None). A case whose fingerprint is unknown (not answered now) is missing."""
-    mine: dict[str, HumanLabel] = {}
+    """Which of the ``sample``'s cases hold a current label: of ``labeller``, or, when None, of anyone (the
+    first labeller in name order whose label is current; a case is stale when it has labels and none is
+    current). A case whose fingerprint is unknown (not answered now) is missing."""
+    by_case: dict[str, list[HumanLabel]] = {}
     for lab in sorted(labels, key=lambda x: x.labeller):
-        if labeller is not None and lab.labeller != labeller:
-            continue
-        mine.setdefault(lab.case, lab)
+        if labeller is None or lab.labeller == labeller:
+            by_case.setdefault(lab.case, []).append(lab)
     current: dict[str, HumanLabel] = {}
     stale: list[str] = []
     missing: list[str] = []
     for case in sample:
-        got = mine.get(case)
+        got = by_case.get(case, [])
         fp = fingerprints.get(case)
-        if got is not None and fp is not None and got.fingerprint == fp:
-            current[case] = got
+        ok = next((lab for lab in got if fp is not None and lab.fingerprint == fp), None)
+        if ok is not None:
+            current[case] = ok
             continue
-        if got is not None:
+        if got:
             stale.append(case)
         missing.append(case)
     return LabelState(current, tuple(stale), tuple(missing))
