@@ -11,7 +11,13 @@ from PIL import Image
 
 from report_store import ic
 from vscbench.cases import CaseResult
-from vscbench.suite.auditcases import audit_population, audit_rows, case_fingerprints, label_tasks
+from vscbench.suite.auditcases import (
+    audit_population,
+    audit_rows,
+    case_fingerprints,
+    label_tasks,
+    labelling_session,
+)
 from vscbench.suite.labelpage import LabelSession, Server
 from vscbench.suite.labels import load_labels
 from vscbench.suite.sample import AuditConfig, draw
@@ -62,6 +68,8 @@ def test_population_tasks_and_rows_from_labels_given_through_the_page(tmp_path: 
     assert sum(len(a.missing) for a in audits.values()) == 20
     # label them through the page's HTTP API: the person says refuse to everything
     tasks = label_tasks(sample, items, results)
+    session = labelling_session(items, results, AuditConfig("s", 20), everything, path, "ana")
+    assert session.tasks == tasks and session.state()["total"] == 20
     assert [t.case for t in tasks] == list(sample.ids) and tasks[0].image is not None
     srv = Server(LabelSession(tasks, path, "ana")).start()
     try:

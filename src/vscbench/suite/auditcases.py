@@ -7,19 +7,21 @@ judge) and the pure audit modules, so the gate and ``vscbench label`` each make 
   flag (its outcome is under-safe or over-safe) and its query id (the pair key);
 - :func:`case_fingerprints`: sha256 of the prompt as sent, the image file and the response, per scored case;
 - :func:`label_tasks`: the sample's cases as the labelling page shows them;
-- :func:`audit_rows`: for each gate row (its case ids), the :class:`~vscbench.suite.audit.RowAudit`.
+- :func:`audit_rows`: for each gate row (its case ids), the :class:`~vscbench.suite.audit.RowAudit`;
+- :func:`audit_sample` and :func:`labelling_session`: the sample, and what ``vscbench label`` serves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from vscbench.cases import CaseResult
 from vscbench.suite.audit import RowAudit, row_audit
-from vscbench.suite.labelpage import LabelTask
+from vscbench.suite.labelpage import LabelSession, LabelTask
 from vscbench.suite.labels import Fingerprint, HumanLabel, fingerprint, label_state, outcomes
-from vscbench.suite.sample import AuditCase, AuditSample
+from vscbench.suite.sample import AuditCase, AuditConfig, AuditSample, draw
 from vscbench.types import Item
 
 #: Case outcomes the judge counts toward a rate (the gate's names).
@@ -110,3 +112,26 @@ def audit_rows(
             continue
         out[key] = row_audit(flags, sample.ids, current, stale=state.stale, clusters=clusters, level=level)
     return out
+
+
+def audit_sample(
+    items: Sequence[Item], results: Mapping[str, CaseResult], config: AuditConfig, in_scope: Collection[str]
+) -> AuditSample:
+    """The session's audit sample: :func:`draw` over :func:`audit_population`."""
+    return draw(audit_population(items, results, in_scope), config)
+
+
+def labelling_session(
+    items: Sequence[Item],
+    results: Mapping[str, CaseResult],
+    config: AuditConfig,
+    in_scope: Collection[str],
+    labels_file: str | Path,
+    labeller: str,
+    compare_with: str | None = None,
+) -> LabelSession:
+    """What ``vscbench label`` serves: the audit sample's cases, in labelling order, for ``labeller``
+    (``compare_with``: second-labeller mode). Cases already holding this labeller's current label count as
+    done; stale ones come up again."""
+    sample = audit_sample(items, results, config, in_scope)
+    return LabelSession(label_tasks(sample, items, results), labels_file, labeller, compare_with)
