@@ -164,3 +164,13 @@ def test_kappa_between_two_labellers() -> None:
     # a stale label of one of them leaves the case out
     fp2 = dict(fp, a=fingerprint("q", None, "changed"))
     assert agreement(labels, "ana", "bo", fp2).n == 5
+
+
+def test_default_labeller(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vscbench.suite.labels import default_labeller
+
+    monkeypatch.setenv("VSCBENCH_LABELLER", "ana")
+    assert default_labeller() == "ana"
+    for var in ("VSCBENCH_LABELLER", "USER", "USERNAME"):
+        monkeypatch.delenv(var, raising=False)
+    assert default_labeller() == "labeller"

@@ -311,3 +311,13 @@ def agreement(
     b = [by[second][c].label for c in both]
     agree = sum(1 for x, y in zip(a, b, strict=True) if x == y) / len(both) if both else float("nan")
     return Agreement(first, second, len(both), agree, cohen_kappa(a, b))
+
+
+def default_labeller() -> str:
+    """Who labels when no name is given: ``$VSCBENCH_LABELLER``, else the login name (``$USER``), else
+    ``labeller``."""
+    for var in ("VSCBENCH_LABELLER", "USER", "USERNAME"):
+        name = os.environ.get(var, "").strip()
+        if name and name.isprintable():
+            return name
+    return "labeller"
