@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -113,7 +114,19 @@ def test_jsonl_and_pairs_across_files(cases_dir: Path) -> None:
     b1, b2, k = items["own/bulk/bulk-1"], items["own/bulk/bulk-2"], items["own/pharmacy/knife-text"]
     assert b2.pair == (b1.id, k.id) and k.pair == (b2.id,)
     assert b1.query_id == b2.query_id == k.query_id == "own/bulk/bulk-1"  # one cluster per set of twins
-    assert b1.row == 1 and len(items) == 6
+    assert (b1.row, b2.row, k.row) == (1, 2, 3) and len(items) == 6  # the case's number in its file
+
+
+def test_content_digest_and_answer_ids(cases_dir: Path) -> None:
+    p = oc.load_items([cases_dir])[0]
+    d = oc.content_digest(p)
+    assert re.fullmatch(r"[0-9a-f]{16}", d)
+    for change in ({"query": "other"}, {"system": None}, {"image_sha256": "0" * 64}):
+        assert oc.content_digest(dataclasses.replace(p, **change)) != d, change  # type: ignore[arg-type]
+    assert oc.content_digest(dataclasses.replace(p, tags=(), label="safe", provenance=None)) == d
+    a = oc.answer_item(p)
+    assert a.id == f"{p.id}@{d}" and oc.case_id_of(a.id) == p.id and dataclasses.replace(a, id=p.id) == p
+    assert oc.case_id_of("ic/drugs/000/safe/0") == "ic/drugs/000/safe/0"
 
 
 def test_benchmark_item_dict_unchanged() -> None:
@@ -332,7 +345,7 @@ def test_add_case_round_trip(cases_dir: Path, tmp_path: Path) -> None:
     store = _store_with_run(tmp_path, src)
     f = cases_dir / "pharmacy.yaml"
     with Store(store) as st:
-        w = add_case(st, "r1", "ic/drugs/003/unsafe/1", "lethal-dose", f, tags=["incident"])
+        w = add_case(st, "r1", "ic/drugs/003/unsafe/1", "lethal-dose", f, tags=["incident"], context=[cases_dir])
     assert w.added == ("own/pharmacy/lethal-dose",) and w.copied == (cases_dir / "images" / "lethal-dose.png",)
     assert f.read_text(encoding="utf-8").startswith(GOOD)  # appended: the comments and cases above kept
     it = {i.id: i for i in oc.load_items([cases_dir])}["own/pharmacy/lethal-dose"]
@@ -345,7 +358,7 @@ def test_add_case_round_trip(cases_dir: Path, tmp_path: Path) -> None:
     before = f.read_text(encoding="utf-8")
     with Store(store) as st:
         with pytest.raises(VscbenchError, match="'lethal-dose' is already the id of"):
-            add_case(st, "r1", "ic/drugs/003/unsafe/1", "lethal-dose", cases_dir / "other.yaml")
+            add_case(st, "r1", "ic/drugs/003/unsafe/1", "lethal-dose", cases_dir / "other.yaml", context=[cases_dir])
         with pytest.raises(VscbenchError, match="run 'r1' has no item 'ic/drugs/004/unsafe/1'"):
             add_case(st, "r1", "ic/drugs/004/unsafe/1", "x", f)
         with pytest.raises(VscbenchError, match="no run 'r9'"):

@@ -27,6 +27,8 @@ raises the first. Nothing here talks to pytest or the store.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -423,8 +425,9 @@ def load_cases(paths: Iterable[str | Path]) -> list[OwnCase]:
 
 
 def to_items(cases: Sequence[OwnCase]) -> list[Item]:
-    """The items of validated cases, in case order. Twins get each other's item id in ``pair`` (whichever
-    side named the other) and share one cluster, ``query_id``: the smallest item id of their set."""
+    """The items of validated cases, in case order (``row``: the case's number in its file). Twins get each
+    other's item id in ``pair`` (whichever side named the other) and share one cluster, ``query_id``: the
+    smallest item id of their set."""
     item_id = {c.id: c.item_id for c in cases}
     parent = {c.item_id: c.item_id for c in cases}
 
@@ -443,12 +446,14 @@ def to_items(cases: Sequence[OwnCase]) -> list[Item]:
             ra, rb = find(a), find(b)
             parent[max(ra, rb)] = min(ra, rb)
     items: list[Item] = []
-    for k, c in enumerate(cases):
+    rows: dict[Path, int] = {}
+    for c in cases:
+        rows[c.file] = rows.get(c.file, 0) + 1
         items.append(
             Item(
                 id=c.item_id, half="image" if c.image is not None else "text", label=c.label, setting=SETTING,
                 query=c.query, image=str(c.image) if c.image is not None else None,
-                pair=tuple(sorted(twins[c.item_id])), row=k + 1, query_id=find(c.item_id),
+                pair=tuple(sorted(twins[c.item_id])), row=rows[c.file], query_id=find(c.item_id),
                 category=c.category, image_name=c.image_text, source=SOURCE, system=c.system, tags=c.tags,
                 image_sha256=c.image_sha256, provenance=c.source,
             )
@@ -459,6 +464,25 @@ def to_items(cases: Sequence[OwnCase]) -> list[Item]:
 def load_items(paths: Iterable[str | Path]) -> list[Item]:
     """The own items of every case file under ``paths`` (:func:`load_cases` then :func:`to_items`)."""
     return to_items(load_cases(paths))
+
+
+def content_digest(item: Item) -> str:
+    """What an own case sends, as 16 hex digits: its query, its image's sha256 and its system prompt. A change
+    of any of them changes the digest (and the snapshot's prompt or image hash: stale, never a flip)."""
+    facts = {"query": item.query, "image_sha256": item.image_sha256, "system": item.system}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def answer_item(item: Item) -> Item:
+    """The item an own case is answered and stored under: id ``<item id>@<content digest>``, so an edited
+    case is asked again (a stored response is never overwritten) and the old answer stays in the store.
+    :func:`case_id_of` maps the stored id back."""
+    return dataclasses.replace(item, id=f"{item.id}@{content_digest(item)}")
+
+
+def case_id_of(stored_id: str) -> str:
+    """The case id of a stored own-case id (``own/f/x@digest`` -> ``own/f/x``); other ids unchanged."""
+    return stored_id.split("@", 1)[0] if stored_id.startswith(ID_PREFIX) else stored_id
 
 
 def own_markers(item: Item) -> list[str]:
@@ -551,12 +575,18 @@ class Written:
 
 
 def write_cases(
-    file: str | Path, new: Sequence[Mapping[str, Any]], images: Mapping[str, Path], *, append: bool
+    file: str | Path,
+    new: Sequence[Mapping[str, Any]],
+    images: Mapping[str, Path],
+    *,
+    append: bool,
+    context: Sequence[str | Path] = (),
 ) -> Written:
     """Add the cases ``new`` (mappings of :data:`KEYS`) to ``file`` (appended to its text, comments kept;
     created if missing), copying ``images`` (case id -> source image) to ``images/<id><suffix>`` beside it
-    and recording each image's path and sha256. The folder of ``file`` is then validated as a whole; on any
-    error the file and the folder are left as they were and the first error line is raised."""
+    and recording each image's path and sha256. The file is then validated together with the case files
+    and folders of ``context`` (the session's cases, e.g. :func:`case_paths`, so ids stay unique across
+    files); on any error the file and its folder are left as they were and the first error line is raised."""
     path = Path(file)
     if path.suffix not in YAML_SUFFIXES:
         raise VscbenchError(f"{path}: cases are written to a YAML file (.yaml or .yml)")
@@ -598,7 +628,7 @@ def write_cases(
             shutil.copyfile(src, dest)
             made.append(dest)
         _write_text(path, text)
-        check = load_cases([path.parent])
+        check = load_cases([path, *context])
     except BaseException:
         if old is None:
             path.unlink(missing_ok=True)
@@ -621,11 +651,12 @@ def promote(
     tags: Sequence[str] = (),
     category: str | None = None,
     source: str,
+    context: Sequence[str | Path] = (),
 ) -> Written:
     """Make a stored prompt a case of ``file``: the query and image actually sent (the request's last user
     turn, else the item's), the item's own system prompt (never a calibration's), ``expect`` from the item's
     label unless given, the item's category unless given; the image is copied beside the file and its sha256
-    recorded. ``source`` says where it came from (run, item, response)."""
+    recorded. ``source`` says where it came from (run, item, response); ``context``: see :func:`write_cases`."""
     if not ID_RE.fullmatch(new_id):
         raise VscbenchError(f"--id {new_id!r}: use [a-z0-9._-], starting with a letter or digit")
     query, image = item.query, item.image
@@ -645,7 +676,7 @@ def promote(
         "tags": list(tags) or None, "system": item.system, "source": source,
     }  # fmt: skip
     images = {new_id: Path(image)} if image else {}
-    return write_cases(file, [case], images, append=True)
+    return write_cases(file, [case], images, append=True, context=context)
 
 
 #: Keys ``--map`` may name (``image`` paths are relative to the imported file).
@@ -705,12 +736,19 @@ def _read_rows(file: Path, fmt: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def import_cases(
-    file: str | Path, fmt: str, mapping: str, out: str | Path, *, prefix: str | None = None
+    file: str | Path,
+    fmt: str,
+    mapping: str,
+    out: str | Path,
+    *,
+    prefix: str | None = None,
+    context: Sequence[str | Path] = (),
 ) -> Written:
     """A red team's spreadsheet (CSV with a header row, or JSON Lines) as a new case file ``out``: each row
     a case with the mapped columns; ids from the ``id`` column or ``<prefix>-<row number>`` (prefix: the
     out file's stem, lower-cased); ``expect`` also accepts unsafe/refuse and safe/help; ``tags`` split on
-    ``,`` or ``;``; images copied beside ``out``. ``out`` must not exist; it is validated with its folder."""
+    ``,`` or ``;``; images copied beside ``out``. ``out`` must not exist; it is validated together with
+    ``context`` (see :func:`write_cases`)."""
     src = Path(file)
     cols = parse_mapping(mapping)
     rows = _read_rows(src, fmt)
@@ -749,4 +787,4 @@ def import_cases(
                 raise VscbenchError(f"{src}: {where}: image (column {cols['image']!r}): {img}: no such file")
             images[str(case["id"])] = p
         cases.append(case)
-    return write_cases(out, cases, images, append=False)
+    return write_cases(out, cases, images, append=False, context=context)
