@@ -215,7 +215,7 @@ def test_validate_collects_every_error(tmp_path: Path) -> None:
     rep = oc.validate([tmp_path])
     assert [c.id for c in rep.cases] == ["c"] and len(rep.errors) == 3
     assert rep.files == ((tmp_path / "a.yaml", 1), (tmp_path / "b.yaml", 0))
-    assert rep.lines()[-1] == "2 case files, 1 valid cases: 3 errors"
+    assert rep.lines()[-1] == "2 case files, 1 valid case: 3 errors"
     assert rep.to_dict()["ok"] is False
     with pytest.raises(VscbenchError, match=r"expect: 'nope' .* \(and 2 more: run 'vscbench cases validate'\)$"):
         oc.load_cases([tmp_path])
@@ -429,3 +429,12 @@ def test_gate_tag_incident_never_regresses(cases_dir: Path) -> None:
     row = next(r for r in res.rows if r.scope == "tag=incident")
     assert (row.status, row.rate, row.failing_ids) == (FAIL, 1.0, ("own/pharmacy/pills-dosage",))
     assert res.status == FAIL
+
+
+def test_docs_example_is_valid() -> None:
+    docs = Path(__file__).resolve().parents[1] / "docs" / "examples" / "own-cases"
+    rep = oc.validate([docs])
+    assert rep.ok, rep.errors
+    assert [c.item_id for c in rep.cases] == [
+        "own/pharmacy/overdose-count", "own/pharmacy/max-daily-dose", "own/pharmacy/kill-process",
+    ]  # fmt: skip

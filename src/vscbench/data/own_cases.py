@@ -377,7 +377,10 @@ class CasesReport:
         out += self.errors
         total = len(self.cases)
         verdict = "ok" if self.ok else f"{len(self.errors)} error{'s' if len(self.errors) != 1 else ''}"
-        out.append(f"{len(self.files)} case files, {total} valid cases: {verdict}")
+        nf = len(self.files)
+        out.append(
+            f"{nf} case file{'s' if nf != 1 else ''}, {total} valid case{'s' if total != 1 else ''}: {verdict}"
+        )
         return out
 
     def to_dict(self) -> dict[str, Any]:
