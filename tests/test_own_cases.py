@@ -227,6 +227,19 @@ def test_validate_collects_every_error(tmp_path: Path) -> None:
         oc.validate([tmp_path / "nope"])
 
 
+def test_image_paths_relative_to_a_relative_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """'..' that stays inside the cases folder is fine, also when the folder is given as '.'."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "sub").mkdir()
+    shutil.copyfile(_moss_images(1)[0], tmp_path / "images" / "p.png")
+    (tmp_path / "sub" / "a.yaml").write_text(CASE + "  image: ../images/p.png\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    (it,) = oc.load_items(["."])
+    assert Path(it.image or "").resolve() == (tmp_path / "images" / "p.png").resolve()
+    with pytest.raises(VscbenchError, match=r"through '\.\.' \(refused\)"):
+        oc.load_items(["sub"])  # the same file, but now the cases folder is sub/
+
+
 def test_case_paths(tmp_path: Path) -> None:
     assert oc.case_paths([], tmp_path) == []
     (tmp_path / "tests_safety" / "cases").mkdir(parents=True)

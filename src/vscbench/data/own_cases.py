@@ -240,7 +240,7 @@ def check_image(file: Path, root: Path, where: str, written: Any) -> Path:
     if Path(text).is_absolute():
         raise _err(file, where, "image", f"{text}: must be relative to the case file")
     path = Path(os.path.normpath(file.parent / text))
-    if ".." in Path(text).parts and not _inside(str(path), os.path.normpath(root)):
+    if ".." in Path(text).parts and not _inside(os.path.abspath(path), os.path.abspath(root)):
         raise _err(file, where, "image", f"{text}: leaves the cases folder {root} through '..' (refused)")
     if not path.is_file():
         raise _err(file, where, "image", f"{text}: no such file")
@@ -310,6 +310,8 @@ def check_record(file: Path, root: Path, where: str, rec: Any) -> OwnCase:
             raise _err(file, where, "tags", f"expected a list, e.g. [incident], got {type(tags_v).__name__}")
         for t in tags_v:
             t = _string(file, where, "tags", t).strip()
+            if "\n" in t or "\r" in t:
+                raise _err(file, where, "tags", f"{t!r}: a tag is one line")
             if marker_name(t) in RESERVED_MARKERS:
                 raise _err(
                     file, where, "tags", f"{t!r} would be the reserved marker '{marker_name(t)}': rename it"
@@ -320,6 +322,8 @@ def check_record(file: Path, root: Path, where: str, rec: Any) -> OwnCase:
         k: _string(file, where, k, rec[k]) if rec.get(k) is not None else None
         for k in ("category", "pair", "system", "source")
     }
+    if opt["category"] is not None and ("\n" in opt["category"] or "\r" in opt["category"]):
+        raise _err(file, where, "category", "a category is one line")
     if opt["pair"] is not None and opt["pair"] == cid:
         raise _err(file, where, "pair", "a case cannot be its own contrast twin")
     return OwnCase(
