@@ -562,10 +562,15 @@ def dump_cases(cases: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
+    """Replace ``path`` at once (a temporary file renamed over it), keeping its permissions (new: 0644)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        if path.exists():
+            shutil.copymode(path, tmp)
+        else:
+            os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
