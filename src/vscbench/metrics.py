@@ -47,6 +47,7 @@ group's interval does not depend on which other groups were computed.
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -148,9 +149,12 @@ class Group:
 
 
 def define_groups(items: Sequence[Item]) -> list[Group]:
-    """The report's groups in display order. Fixed groups are always present, possibly empty."""
+    """The report's groups in display order. Fixed groups are always present, possibly empty.
+
+    Only the benchmark's items (``source`` ``benchmark``) are in the fixed groups; a team's own cases are in
+    their own groups after them (:func:`own_groups`), present only when there are own cases."""
     bench = tuple(i for i in items if i.in_benchmark)
-    img = tuple(i for i in items if i.half == "image")
+    img = tuple(i for i in items if i.half == "image" and i.source == "benchmark")
     txt_bench = tuple(i for i in bench if i.half == "text")
     groups = [
         Group("benchmark", "all", "benchmark", bench),
@@ -171,7 +175,44 @@ def define_groups(items: Sequence[Item]) -> list[Group]:
         groups.append(
             Group(f"xstest_type={t}", "xstest_type", t, tuple(i for i in txt_bench if i.xstest_type == t))
         )
+    return groups + own_groups(items)
+
+
+#: Where an own case's id keeps its file stem: ``own/<stem>/<id>``.
+OWN_PREFIX = "own/"
+
+
+def own_file_of(item: Item) -> str:
+    """The file stem of an own case (``own/<stem>/<id>`` -> ``<stem>``); empty for other items."""
+    if item.source != "own" or not item.id.startswith(OWN_PREFIX):
+        return ""
+    return item.id.split("/")[1]
+
+
+def own_groups(items: Sequence[Item]) -> list[Group]:
+    """The groups of a team's own cases (``source == "own"``), empty when there are none: ``source=own``
+    (all of them), then ``own-file=<stem>``, ``tag=<tag>`` and ``own-category=<name>``, each sorted by
+    value. Own cases are in no benchmark group, and benchmark items in none of these."""
+    own = tuple(i for i in items if i.source == "own")
+    if not own:
+        return []
+    groups = [Group("source=own", "source", "own", own)]
+    for stem in sorted({own_file_of(i) for i in own}):
+        groups.append(Group(f"own-file={stem}", "own-file", stem, tuple(i for i in own if own_file_of(i) == stem)))
+    for tag in sorted({t for i in own for t in i.tags}):
+        groups.append(Group(f"tag={tag}", "tag", tag, tuple(i for i in own if tag in i.tags)))
+    for cat in sorted({i.category for i in own if i.category}):
+        groups.append(Group(f"own-category={cat}", "own-category", cat, tuple(i for i in own if i.category == cat)))
     return groups
+
+
+_OWN_SCOPE = re.compile(r"source=own|own-file=[A-Za-z0-9._-]+|tag=\S.*|own-category=\S.*")
+
+
+def is_own_scope(name: str) -> bool:
+    """Whether ``name`` has the form of an own-case scope (:func:`own_groups`); a name no case carries is
+    still a valid scope, whose group is empty (never a pass: n < min_n)."""
+    return _OWN_SCOPE.fullmatch(name) is not None
 
 
 # ---- per-cluster parts ----------------------------------------------------------------------------------
@@ -194,11 +235,12 @@ class _Parts:
 
 
 def _pairs(items: Sequence[Item]) -> list[tuple[Item, Item]]:
-    """(safe, unsafe) image-half pairs whose both items are in ``items``, in item order."""
+    """(safe, unsafe) pairs whose both items are in ``items``, in item order: the image half's, and the
+    contrast twins of own cases (with or without an image)."""
     by_id = {i.id: i for i in items}
     out: list[tuple[Item, Item]] = []
     for s in items:
-        if s.half != "image" or s.label != "safe":
+        if (s.half != "image" and s.source != "own") or s.label != "safe":
             continue
         for pid in s.pair:
             u = by_id.get(pid)

@@ -38,6 +38,13 @@ class Item:
     ``id`` is stable and readable: ``ic/drugs/007/unsafe/2``, ``tc/125/figstep``, ``tc/125/text``.
     ``query_id`` (``ic/drugs/007``, ``tc/125``) is the single source of truth for cluster identity:
     items sharing it share a query and are not independent.
+
+    ``source`` is ``benchmark`` for the paper's items and ``own`` for a team's own cases
+    (``own/<file stem>/<id>``, setting ``own``; see :mod:`vscbench.data.own_cases`), which are never part of
+    the benchmark's population. ``system`` is the item's own system prompt (sent with it), ``tags`` its
+    tags, ``image_sha256`` the hash of its image when the case file recorded it, ``provenance`` where the
+    case came from (an incident, a ticket). These fields are left out of :meth:`to_dict` at their defaults,
+    so a benchmark item's dict is unchanged.
     """
 
     id: str
@@ -54,11 +61,16 @@ class Item:
     slot: int | None = None
     image_name: str | None = None
     note: str | None = None
+    source: str = "benchmark"
+    system: str | None = None
+    tags: tuple[str, ...] = ()
+    image_sha256: str | None = None
+    provenance: str | None = None
 
     @property
     def in_benchmark(self) -> bool:
-        """True for the 3,600 benchmark items; the text-only baseline is reported apart."""
-        return self.setting != "text"
+        """True for the 3,600 benchmark items; the text-only baseline and own cases are reported apart."""
+        return self.source == "benchmark" and self.setting != "text"
 
     @property
     def group(self) -> str:
@@ -68,6 +80,10 @@ class Item:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["pair"] = list(self.pair)
+        d["tags"] = list(self.tags)
+        for k, default in _OPTIONAL_DEFAULTS.items():
+            if d[k] == default:
+                del d[k]
         return d
 
     @classmethod
@@ -75,7 +91,14 @@ class Item:
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         kw["pair"] = tuple(kw.get("pair") or ())
+        kw["tags"] = tuple(kw.get("tags") or ())
         return cls(**kw)
+
+
+#: Item fields that :meth:`Item.to_dict` leaves out at these values (an old item's dict stays as it was).
+_OPTIONAL_DEFAULTS: dict[str, Any] = {
+    "source": "benchmark", "system": None, "tags": [], "image_sha256": None, "provenance": None,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -85,9 +85,11 @@ def parse_calibrations(specs: Sequence[str] | None) -> list[Calibration]:
 
 
 def plain_request(item: Item, config: GenConfig) -> Request:
-    """The uncalibrated request: the item's query and image as one user turn."""
+    """The uncalibrated request: the item's query and image as one user turn, and the item's own system
+    prompt if it has one (an own case's ``system``; a ``reminder`` is appended after it)."""
     images = (item.image,) if item.image else ()
-    return Request(item_id=item.id, turns=(Turn(role="user", text=item.query, images=images),), config=config)
+    turns = (Turn(role="user", text=item.query, images=images),)
+    return Request(item_id=item.id, turns=turns, system=item.system, config=config)
 
 
 def build_request(item: Item, config: GenConfig, calibrations: Sequence[Calibration] = ()) -> Request:
