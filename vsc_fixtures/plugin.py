@@ -787,7 +787,7 @@ def _finish(session: pytest.Session, state: SuiteState) -> None:
         baseline=baseline,
         unsendable=unsendable,
         narrowed=_narrowed(config, state),
-        quick=bool(config.getoption("vsc_quick", False)),
+        quick=bool(config.getoption("vsc_quick")),
     )
     if not state.gate.passed:
         session.testsfailed += 1
