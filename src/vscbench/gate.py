@@ -559,7 +559,8 @@ def _row(
     )  # fmt: skip
     extra = f"; {unsent}" if unsent else ""
     if not sent:
-        return GateRow(**common, status=NOT_EVALUATED, why="nothing sent" + extra)  # type: ignore[arg-type]
+        why = "nothing sent" + (extra or " (none selected)")
+        return GateRow(**common, status=NOT_EVALUATED, why=why)  # type: ignore[arg-type]
     assert coverage is not None
     if coverage < rule.min_coverage:  # errors never hide a rate: coverage fails whatever n is
         why = f"coverage {coverage:.3f} < {rule.min_coverage:g} ({sent - n} of {sent} sent unscored)"
