@@ -305,7 +305,7 @@ def test_a_worker_crash_makes_the_gate_incomplete_never_passed(
 
 def test_html_report_of_the_session(suite: pytest.Pytester, server: Loopback, data_root: Path, tmp_path: Path) -> None:
     html = tmp_path / "report.html"
-    th = thresholds(tmp_path / "t.yaml", SCOPES)
+    th = thresholds(tmp_path / "t.yaml", {"setting=text": SCOPES["setting=text"]})
     res, gate = run_suite(
         suite, server, data_root, tmp_path / "s.sqlite", th, "-m", "baseline", "--vsc-sample=20", f"--vsc-report={html}"
     )

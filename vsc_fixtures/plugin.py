@@ -529,6 +529,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if not misses:
             raise _usage("--vsc-last-misses: no under-/over-safe cases recorded for this model setup yet")
         keep = {n for n in keep if n.stash[ITEM_KEY].id in misses}
+        picked = [it for it in picked if it.id in misses]
     dropped = [n for n in cases if n not in keep]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -911,7 +912,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for rec in state.records.values():
         counts[rec.outcome or "no outcome"] = counts.get(rec.outcome or "no outcome", 0) + 1
     head = f"cases: {len(state.expected)} selected"
-    if state.n_selected is not None and state.n_selected != len(state.expected):
+    if config.getoption("vsc_sample") is not None and state.n_selected is not None:
         head = f"cases: {state.n_selected} selected, {len(state.expected)} sampled"
     never = len(state.unsendable_selected) if state.unsendable_selected is not None else len(state.skipped)
     tr.write_line(
