@@ -216,7 +216,7 @@ def _check(child: Child, want_served: int | None, failures: list[str]) -> None:
 
 
 def _gate_line(child: Child) -> str:
-    m = re.search(r"^gate (PASS|FAIL|NOT EVALUATED)\b", child.out, re.M)
+    m = re.search(r"^gate (PASS|FAIL|INCOMPLETE|PARTIAL|QUICK PASS)\b", child.out, re.M)
     return m.group(1) if m else "?"
 
 
