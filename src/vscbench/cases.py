@@ -83,10 +83,13 @@ def unsendable_reasons(items: Sequence[Item]) -> dict[str, str]:
 IMAGES_ABSENT = "release images absent: vscbench data fetch, or --vsc-data-root"
 
 
-def reason_class(reason: str) -> str:
-    """A never-sendable reason without its path: what the user can do about a whole class of items."""
+def reason_class(reason: str, *, short: bool = False) -> str:
+    """A never-sendable reason without its path: what the user can do about a whole class of items
+    (``short``: without the remedy, for a gate row; the sendability block says it)."""
     if reason.startswith("image missing"):
-        return IMAGES_ABSENT
+        return IMAGES_ABSENT.split(":")[0] if short else IMAGES_ABSENT
+    if short:
+        return reason.split(":")[0] or "reason unknown"
     return reason or "reason unknown"
 
 

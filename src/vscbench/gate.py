@@ -644,7 +644,7 @@ def _unsent_why(unsent: Sequence[Item], reasons: Mapping[Item, str]) -> str:
 
     kinds: dict[str, int] = {}
     for it in unsent:
-        k = reason_class(reasons.get(it, ""))
+        k = reason_class(reasons.get(it, ""), short=True)
         kinds[k] = kinds.get(k, 0) + 1
     return f"{len(unsent):,} selected not sendable (" + "; ".join(sorted(kinds)) + ")"
 
