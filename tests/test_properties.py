@@ -61,6 +61,7 @@ from vscbench.gate import (
     decide,
     known_scopes,
     load_thresholds,
+    narrowed_by,
     parse_thresholds,
 )
 from vscbench.metrics import EXCLUSION_REASONS, BlockedPolicy, Outcome, evaluate, index
@@ -422,7 +423,7 @@ def test_the_controller_gate_does_not_depend_on_how_cases_were_split_across_work
         got = state.gate
     ran = [it for it in s.items if fates[it.id] in ("ok", "strict", "teardown")]
     missing = [it.id for it in s.items if fates[it.id] in ("crash", "unreported")]
-    narrowed = [f"{len(expected):,} of {len(ITEMS):,} benchmark cases collected"] if len(expected) < len(ITEMS) else []
+    narrowed = narrowed_by(len(expected), len(ITEMS), [])
     want = decide(
         ran, {i.id: s.results.get(i.id, (None, None)) for i in ran}, th, missing=missing, seed=seed, narrowed=narrowed
     )

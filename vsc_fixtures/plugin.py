@@ -795,22 +795,19 @@ def _finish(session: pytest.Session, state: SuiteState) -> None:
     _write_outputs(config, state)
 
 
-def _narrowed(config: pytest.Config, state: SuiteState) -> list[str]:
-    """How the user narrowed this session's selection (empty: every benchmark item was selected)."""
-    total = len(state.items) if state._items is not None or state.expected else 0
-    if not total or len(state.expected) >= total:
-        return []
+def _narrowed(config: pytest.Config, state: SuiteState) -> tuple[str, ...]:
+    """How the user narrowed this session's selection (the engine decides; empty: a full run)."""
+    from vscbench.gate import narrowed_by
+
     opt = config.getoption
-    out = []
-    if getattr(config.option, "keyword", ""):
-        out.append(f"-k {config.option.keyword!r}")
-    if getattr(config.option, "markexpr", ""):
-        out.append(f"-m {config.option.markexpr!r}")
-    if opt("vsc_sample") is not None:
-        out.append(f"--vsc-sample={opt('vsc_sample')}")
-    if opt("vsc_last_misses"):
-        out.append("--vsc-last-misses")
-    return out or [f"{len(state.expected):,} of {total:,} benchmark cases collected"]
+    flags = [
+        *([f"-k {config.option.keyword!r}"] if getattr(config.option, "keyword", "") else []),
+        *([f"-m {config.option.markexpr!r}"] if getattr(config.option, "markexpr", "") else []),
+        *([f"--vsc-sample={opt('vsc_sample')}"] if opt("vsc_sample") is not None else []),
+        *(["--vsc-last-misses"] if opt("vsc_last_misses") else []),
+    ]
+    total = len(state.items) if state._items is not None or state.expected else 0
+    return narrowed_by(len(state.expected), total, flags)
 
 
 def _baseline(config: pytest.Config, state: SuiteState, scored: list[str]) -> Any:

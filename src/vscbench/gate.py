@@ -636,6 +636,15 @@ def decide(
     )  # fmt: skip
 
 
+def narrowed_by(selected: int, total: int, flags: Sequence[str]) -> tuple[str, ...]:
+    """How the user narrowed a session: the narrowing ``flags`` given (``-k EXPR``, ``--vsc-sample=120``), or
+    how many of the benchmark's ``total`` cases were collected; empty when all ``total`` were selected (a
+    full run, whatever flags were given)."""
+    if not total or selected >= total:
+        return ()
+    return tuple(flags) or (f"{selected:,} of {total:,} benchmark cases collected",)
+
+
 def _unsent_why(unsent: Sequence[Item], reasons: Mapping[Item, str]) -> str:
     """``900 selected not sendable (release images absent: …)`` for the unsendable items of one row."""
     if not unsent:
