@@ -10,7 +10,13 @@ from conftest import METADATA
 from vscbench.data import load_items, resolve_paths
 from vscbench.errors import VscbenchError
 from vscbench.runner.run import calibration_facts, exclusion_summary, retry_command
-from vscbench.runner.select import Selection, balanced_sample, check_selection, proportional_sample, sample_order
+from vscbench.runner.select import (
+    Selection,
+    balanced_sample,
+    check_selection,
+    proportional_sample,
+    sample_order,
+)
 from vscbench.types import GenConfig, Item
 
 
