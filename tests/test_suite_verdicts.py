@@ -145,6 +145,11 @@ def test_narrowed_runs_are_partial_and_what_cannot_be_tested_is_said_first(
     assert "half=image under-safety: nothing sent; 900 selected not sendable" in first_gate_line(out)
     assert "not drawn: 18 of the image half (not sendable)" in out  # 1,800 of 4,050 selected: 18 of 40
     assert "cases: 4050 selected, 22 sampled, 2700 not sendable" in out
+    # under xdist (the controller collects nothing): the workers tell it what was selected, the same verdict
+    res, out, xgate = run(suite, server, data_root, store, "--vsc-sample=40", "-n", "2")
+    assert res.ret == 1 and xgate is not None and xgate["rows"] == gate["rows"], out  # type: ignore[index]
+    assert "cases: 4050 selected, 22 sampled, 2700 not sendable" in out
+    assert server.total == 0
 
 
 def test_errors_never_hide_a_rate_and_snapshots_of_a_dead_server_never_pass(

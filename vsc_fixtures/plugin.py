@@ -541,10 +541,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     state.selected = [
         n.stash[ITEM_KEY] for n in items if ITEM_KEY in n.stash and n.stash[ITEM_KEY].id not in state.unsendable
     ]
+    state.n_selected = len(picked)
+    state.unsendable_selected = {it: state.unsendable[it.id] for it in picked if it.id in state.unsendable}
+    worker_out = getattr(config, "workeroutput", None)
+    if worker_out is not None:  # the controller collects nothing: each worker tells it what was selected
+        worker_out["vsc_selection"] = {
+            "n_selected": state.n_selected, "unsendable": sorted(it.id for it in state.unsendable_selected),
+        }  # fmt: skip
     if not _is_worker(config):
         state.expected = {n.stash[ITEM_KEY].id for n in items if ITEM_KEY in n.stash}
-        state.n_selected = len(picked)
-        state.unsendable_selected = {it: state.unsendable[it.id] for it in picked if it.id in state.unsendable}
         tr = config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None and not config.getoption("collectonly"):
             for line in sendability(picked, state.unsendable, sample=sample, draws=draws, run=len(state.selected)):
@@ -560,6 +565,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def _misses_key(state: SuiteState) -> str:
     return f"{CACHE_MISSES}/{state.setup.key()}"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """A worker's selection facts (every worker collects the same): the header and the rows' reasons."""
+    state = _state(node.config)
+    sel = getattr(node, "workeroutput", {}).get("vsc_selection")
+    if state.setup is None or not sel or state.unsendable_selected is not None:
+        return
+    by_id = state.by_id
+    state.n_selected = int(sel["n_selected"])
+    state.unsendable_selected = {by_id[i]: state.unsendable[i] for i in sel["unsendable"] if i in by_id}
 
 
 @pytest.hookimpl(optionalhook=True)
