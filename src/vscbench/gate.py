@@ -757,7 +757,7 @@ def headline(result: GateResult, *, top: int = 6) -> str | None:
             parts.append(rows)
         if not result.rows:
             parts.append("no configured row")
-        return "INCOMPLETE: " + "; ".join(parts) + ": a release verdict needs every configured row evaluated"
+        return "INCOMPLETE: " + "; ".join(parts) + ": not a release verdict (that needs every configured row evaluated and every case reported)"
     if status in (PARTIAL, QUICK_PASS):
         how = ", ".join(result.narrowed)
         line = f"PARTIAL: {rows or 'no row evaluated'}: not a release verdict (selection narrowed by {how})"
