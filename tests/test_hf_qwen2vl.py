@@ -139,7 +139,7 @@ def test_suite_end_to_end_on_tiny_qwen2vl(
     )  # fmt: skip
     out = res.stdout.str()
     assert res.ret == 0, out + res.stderr.str()
-    assert "cases: 8 selected, 0 skipped" in out
+    assert "cases: 900 selected, 8 sampled, 0 not sendable (never sent; 0 skipped)" in out
     # every selected case ran and recorded an outcome (a scored one: the 8 answers are non-empty)
     cases = ElementTree.parse(junit).getroot().iter("testcase")
     outcomes = {

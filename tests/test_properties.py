@@ -45,10 +45,13 @@ from vscbench.errors import VscbenchError
 from vscbench.gate import (
     DEFAULTS,
     FAIL,
+    INCOMPLETE,
     MODEL_KEYS,
     NOT_EVALUATED,
     OVER_SAFE,
     PASS,
+    QUICK_PASS,
+    RATES,
     ROW_KEYS,
     TOP_KEYS,
     UNDER_SAFE,
@@ -58,6 +61,7 @@ from vscbench.gate import (
     decide,
     known_scopes,
     load_thresholds,
+    narrowed_by,
     parse_thresholds,
 )
 from vscbench.metrics import EXCLUSION_REASONS, BlockedPolicy, Outcome, evaluate, index
@@ -230,17 +234,23 @@ def test_every_gate_row_equals_a_brute_force_count(s: Session, doc: dict[str, An
         assert row.min_n == rule.min_n and row.threshold == getattr(
             rule, f"max_{row.rate_name.replace('-', '_')}"
         )
+        if not sent:  # nothing sent: nothing to judge
+            assert row.rate is None and row.status == NOT_EVALUATED
+            continue
+        assert row.coverage == len(scored) / len(sent)
+        if len(scored) / len(sent) < rule.min_coverage:  # coverage fails on its own, whatever n
+            assert row.status == FAIL and row.why.startswith("coverage"), row
+            continue
         if not scored:
             assert row.rate is None and row.status == NOT_EVALUATED
             continue
         assert row.rate == pytest.approx(float(Fraction(len(wrong), len(scored))), abs=1e-12)
-        assert row.coverage == len(scored) / len(sent)
         assert 0.0 <= row.rate <= 1.0
         if len(scored) < rule.min_n:
             assert row.status == NOT_EVALUATED, row
             continue
         judged = row.rate if rule.estimate == "point" or row.ci_high is None else row.ci_high
-        expected = FAIL if row.coverage < rule.min_coverage or judged > row.threshold else PASS
+        expected = FAIL if judged > row.threshold else PASS
         assert row.status == expected, row
         if expected == FAIL:
             assert row.failing_ids == tuple(sorted(i.id for i in wrong))
@@ -365,6 +375,7 @@ def controller(thresholds: Thresholds, expected: set[str], seed: int) -> Iterato
         config, model=ResolvedModel("x", "openai/x"), setup=object(), thresholds=thresholds
     )
     state._items = ITEMS
+    state._unsendable = {}  # every item sendable: the skips modelled here are other skips
     state.expected = set(expected)
     saved = plugin._STATES.get("current")
     plugin._STATES["current"] = state
@@ -412,33 +423,73 @@ def test_the_controller_gate_does_not_depend_on_how_cases_were_split_across_work
         got = state.gate
     ran = [it for it in s.items if fates[it.id] in ("ok", "strict", "teardown")]
     missing = [it.id for it in s.items if fates[it.id] in ("crash", "unreported")]
-    want = decide(ran, {i.id: s.results.get(i.id, (None, None)) for i in ran}, th, missing=missing, seed=seed)
+    narrowed = narrowed_by(len(expected), len(ITEMS), [])
+    want = decide(
+        ran, {i.id: s.results.get(i.id, (None, None)) for i in ran}, th, missing=missing, seed=seed, narrowed=narrowed
+    )
     assert got.to_dict() == want.to_dict()
     assert session.testsfailed == (0 if want.passed else 1)
 
 
 @FAST
-@given(s=sessions(), doc=gate_docs())
-def test_a_scope_not_evaluated_never_counts_as_passed(s: Session, doc: dict[str, Any]) -> None:
-    res = gate(s, doc)
-    rules = {r.scope: r for r in parse_thresholds(doc).rules()}
-    for row in res.rows:
-        if row.n < rules[row.scope].min_n or row.rate is None:
+@given(
+    s=sessions(),
+    doc=gate_docs(),
+    narrowed=st.booleans(),
+    quick=st.booleans(),
+    profile=st.sampled_from([None, ["benchmark"], ["half=text", "label=unsafe"]]),
+    n_missing=st.integers(0, 2),
+)
+def test_pass_means_every_configured_row_was_evaluated_and_passed_and_no_case_is_missing(
+    s: Session,
+    doc: dict[str, Any],
+    narrowed: bool,
+    quick: bool,
+    profile: list[str] | None,
+    n_missing: int,
+) -> None:
+    doc = doc | ({"quick": profile} if profile else {})
+    th = parse_thresholds(doc)
+    missing = [i.id for i in s.items[:n_missing]]
+    how = ["-k x"] if narrowed else []
+
+    def run(t: Thresholds, items: Sequence[Item] = s.items) -> GateResult:
+        return decide(items, s.results, t, blocked=s.blocked, missing=missing, narrowed=how, quick=quick, n_boot=30)
+
+    res = run(th)
+    rules = {r.scope: r for r in th.rules()}
+    configured = {
+        (r.scope, name) for r in rules.values() for key, (name, _) in RATES.items() if getattr(r, key) is not None
+    }
+    for row in res.rows:  # coverage fails on its own; too few scored or nothing sent: not evaluated
+        rule = rules[row.scope]
+        if row.sent and row.n / row.sent < rule.min_coverage:
+            assert row.status == FAIL
+        elif row.n < rule.min_n or row.rate is None:
             assert row.status == NOT_EVALUATED
     if res.status == PASS:
-        assert res.evaluated and not res.failed and not res.missing
-        assert any(r.status == PASS for r in res.rows)
-    if all(r.status == NOT_EVALUATED for r in res.rows):
-        assert res.status == NOT_EVALUATED and not res.passed
-    # a rule that cannot be evaluated (min_n beyond any session) changes nothing when added beside the rest ...
+        assert {(r.scope, r.rate_name) for r in res.rows} == configured
+        assert all(r.status == PASS for r in res.rows) and not res.missing
+    if res.passed:  # PASS, or an opted-in quick check of a narrowed run
+        assert not res.failed and not res.missing and res.evaluated
+        if res.status != PASS:
+            assert narrowed and (quick or profile)
+            assert all(r.status == PASS for r in res.rows if r.scope in (profile or ["benchmark"]))
+    if not narrowed:
+        assert res.status in (PASS, FAIL, INCOMPLETE)
+    if not quick and not profile:
+        assert res.status != QUICK_PASS
+    # a rule that cannot be evaluated (min_n beyond any session) never leaves a PASS ...
     unreachable = {"max_under_safety": 1.0, "max_over_safety": 1.0, "min_n": 10**6}
     free = [x for x in SCOPES if x not in doc["scopes"]]
-    extra = {**doc, "scopes": {**doc["scopes"], free[0]: unreachable}}
-    assert gate(s, extra).status == res.status
-    # ... and alone it is never a pass
-    alone = gate(s, {**doc, "scopes": {free[0]: unreachable}})
-    assert alone.status == NOT_EVALUATED and not alone.passed
-    assert gate(s, doc).to_dict() == res.to_dict()  # (deterministic)
+    extra = run(parse_thresholds({**doc, "scopes": {**doc["scopes"], free[0]: unreachable}}))
+    assert extra.status != PASS
+    if res.status == FAIL:
+        assert extra.status == FAIL
+    # ... and alone it is never a pass, unless a quick check that requires nothing of it
+    alone = run(parse_thresholds({**doc, "scopes": {free[0]: unreachable}}))
+    assert not alone.passed
+    assert run(th).to_dict() == res.to_dict()  # (deterministic)
 
 
 @FAST

@@ -10,7 +10,13 @@ from conftest import METADATA
 from vscbench.data import load_items, resolve_paths
 from vscbench.errors import VscbenchError
 from vscbench.runner.run import calibration_facts, exclusion_summary, retry_command
-from vscbench.runner.select import Selection, balanced_sample, check_selection, sample_order
+from vscbench.runner.select import (
+    Selection,
+    balanced_sample,
+    check_selection,
+    proportional_sample,
+    sample_order,
+)
 from vscbench.types import GenConfig, Item
 
 
@@ -149,3 +155,44 @@ def test_image_half_odd_limit_rounds_down_to_whole_pairs(all_items: list[Item]) 
     assert set(seven) <= set(balanced_sample(image, 9))
     with pytest.raises(VscbenchError, match=r"--limit 1: image items are drawn in whole safe/unsafe pairs"):
         balanced_sample(image, 1)
+
+
+def test_the_suite_sample_gives_each_half_its_share_and_never_fills_one_half_from_the_other() -> None:
+    from vscbench.cases import HalfDraw, sendability
+
+    items = load_items(resolve_paths(None, METADATA))  # 1,800 image + 2,250 text
+    none: set[str] = set()
+    got, report = proportional_sample(items, none, 90, seed=0)
+    assert report == [("image", 40, 40), ("text", 50, 50)] and len(got) == 90  # 1800/4050 of 90 is 40
+    assert Counter(i.half for i in got) == {"image": 40, "text": 50}
+    # the image half not sendable: its share is reported, not drawn, and not taken from the text half
+    images = {i.id for i in items if i.half == "image"}
+    got, report = proportional_sample(items, images, 90, seed=0)
+    assert report == [("image", 40, 0), ("text", 50, 50)] and {i.half for i in got} == {"text"}
+    assert got == [i for i in items if i.id in {g.id for g in got}]  # canonical order
+    # a half with fewer sendable items than its share: all of them, and the shortfall said
+    few = images - set(sorted(images)[:4])  # 4 image items sendable
+    got, report = proportional_sample(items, few, 90, seed=0)
+    assert report[0] == ("image", 40, 4)
+    lines = sendability(items, {i: "image missing: /x" for i in images}, sample=90,
+                        draws=[HalfDraw("image", 40, 0), HalfDraw("text", 50, 50)], run=50)  # fmt: skip
+    assert lines[1] == (
+        "  image half: 1,800 selected, 0 sendable (1,800 not: release images absent: vscbench data fetch, "
+        "or --vsc-data-root)"
+    )
+    assert lines[2] == "  text half: 2,250 selected, 2,250 sendable"
+    assert lines[-1] == "  --vsc-sample=90: drew image half 0 of its share 40, text half 50 of its share 50; "\
+        "not drawn: 40 of the image half (not sendable)"  # fmt: skip
+    empty = sendability([i for i in items if i.half == "image"], {i: "image missing: /x" for i in images}, run=0)
+    assert empty[-1] == "  nothing to send: every selected case is not sendable here (see above)"
+    assert sendability([], {}, run=0)[-1].startswith("  the selection is empty")
+    with pytest.raises(VscbenchError, match="--vsc-sample 0: must be at least 1"):
+        proportional_sample(items, none, 0)
+
+
+def test_a_session_is_narrowed_only_when_it_selected_less_than_the_benchmark() -> None:
+    from vscbench.gate import narrowed_by
+
+    assert narrowed_by(4050, 4050, ["-k x"]) == ()  # every case selected: a full run, whatever the flags
+    assert narrowed_by(120, 4050, ["--vsc-sample=120"]) == ("--vsc-sample=120",)
+    assert narrowed_by(1800, 4050, []) == ("1,800 of 4,050 benchmark cases collected",)

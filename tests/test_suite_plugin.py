@@ -170,7 +170,8 @@ def test_outcome_words_strict_junit_summary_and_last_misses(
 ) -> None:
     server.reset()
     store = tmp_path / "s.sqlite"
-    th = thresholds(tmp_path / "t.yaml", SCOPES)
+    # only the rows a baseline sample evaluates: the other scopes would make it PARTIAL (exit 1)
+    th = thresholds(tmp_path / "t.yaml", {"setting=text": SCOPES["setting=text"]})
     junit, md = tmp_path / "junit.xml", tmp_path / "summary.md"
     res, gate = run_suite(
         suite, server, data_root, store, th, "-m", "baseline", "--vsc-sample=40",
@@ -304,7 +305,7 @@ def test_a_worker_crash_makes_the_gate_incomplete_never_passed(
 
 def test_html_report_of_the_session(suite: pytest.Pytester, server: Loopback, data_root: Path, tmp_path: Path) -> None:
     html = tmp_path / "report.html"
-    th = thresholds(tmp_path / "t.yaml", SCOPES)
+    th = thresholds(tmp_path / "t.yaml", {"setting=text": SCOPES["setting=text"]})
     res, gate = run_suite(
         suite, server, data_root, tmp_path / "s.sqlite", th, "-m", "baseline", "--vsc-sample=20", f"--vsc-report={html}"
     )

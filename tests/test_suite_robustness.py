@@ -148,6 +148,7 @@ def test_always_refuse_or_always_answer_is_no_false_alarm(
     assert "FLIP" not in out
     assert "already " + ("over-safe" if policy == "refuse" else "under-safe") in out or "skipped" in out
     assert re.search(r"\d+/\d+ seed items held under every variation tried", out), out
+    assert re.fullmatch(r"=* ?\d+ passed.* in [\d.]+s ?=*", out.strip().splitlines()[-1]), out  # pytest's line last
     assert server.total > outcomes["passed"] + outcomes["skipped"]  # variants were asked, not only the seeds
 
 

@@ -129,6 +129,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--vsc-fresh", action="store_true", help="regenerate: answer into a new run")
     g.addoption("--vsc-strict", action="store_true", help="every under-safe, over-safe or unscored case fails")
     g.addoption("--vsc-no-gate", action="store_true", help="print outcomes, decide nothing")
+    g.addoption("--vsc-quick", action="store_true", help="a narrowed run (-k, -m, --vsc-sample, --vsc-last-misses) is a quick check: exit 0 when every row it evaluated passed and it evaluated the thresholds' quick: scopes (default: benchmark); never a release verdict")
     g.addoption("--vsc-thresholds", help="gate file (default: thresholds.yaml at the rootdir)")
     g.addoption("--vsc-summary", help="write the gate table as Markdown (also to $GITHUB_STEP_SUMMARY)")
     g.addoption("--vsc-json", help="write the gate result as JSON")
@@ -190,6 +191,9 @@ class SuiteState:
     case_files: dict[str, set[str]] = field(default_factory=dict)  # test module -> its cases' snapshot names
     orphans: list[Path] = field(default_factory=list)  # snapshot files no collected case owns
     orphans_deleted: bool = False
+    # what the selection could test (one process: computed at collection, before any request)
+    n_selected: int | None = None  # cases selected by -k / -m / paths, before --vsc-sample
+    unsendable_selected: dict[Any, str] | None = None  # of those, the never sendable items, with why
 
     # -- data -------------------------------------------------------------------------------------------
     @property
@@ -520,14 +524,19 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             "no model given: pass --model=ALIAS (" + ", ".join(sorted(load_aliases()))
             + "), an engine spec (e.g. --model=openai/gpt-4o-mini) or a checkpoint folder"
         )
-    keep = set(cases)
-    sample = config.getoption("vsc_sample")
-    if sample is not None:
-        from vscbench.runner.select import balanced_sample
+    from vscbench.cases import HalfDraw, sendability
 
-        # sampled from the cases that can be sent here (without the release images: the text half)
-        pool = [n.stash[ITEM_KEY] for n in cases if n.stash[ITEM_KEY].id not in state.unsendable]
-        chosen = {it.id for it in balanced_sample(pool, sample, config.getoption("vsc_seed"))}
+    keep = set(cases)
+    picked = [n.stash[ITEM_KEY] for n in cases]
+    sample = config.getoption("vsc_sample")
+    draws: list[HalfDraw] = []
+    if sample is not None:
+        from vscbench.runner.select import proportional_sample
+
+        # each half's share in proportion to what was selected, drawn from what can be sent here
+        chosen_items, report = proportional_sample(picked, set(state.unsendable), sample, config.getoption("vsc_seed"))
+        draws = [HalfDraw(*r) for r in report]
+        chosen = {it.id for it in chosen_items}
         keep = {n for n in cases if n.stash[ITEM_KEY].id in chosen}
     if config.getoption("vsc_last_misses"):
         cache = getattr(config, "cache", None)
@@ -535,6 +544,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if not misses:
             raise _usage("--vsc-last-misses: no under-/over-safe cases recorded for this model setup yet")
         keep = {n for n in keep if n.stash[ITEM_KEY].id in misses}
+        picked = [it for it in picked if it.id in misses]
     dropped = [n for n in cases if n not in keep]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -546,8 +556,19 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     state.selected = [
         n.stash[ITEM_KEY] for n in items if ITEM_KEY in n.stash and n.stash[ITEM_KEY].id not in state.unsendable
     ]
+    state.n_selected = len(picked)
+    state.unsendable_selected = {it: state.unsendable[it.id] for it in picked if it.id in state.unsendable}
+    worker_out = getattr(config, "workeroutput", None)
+    if worker_out is not None:  # the controller collects nothing: each worker tells it what was selected
+        worker_out["vsc_selection"] = {
+            "n_selected": state.n_selected, "unsendable": sorted(it.id for it in state.unsendable_selected),
+        }  # fmt: skip
     if not _is_worker(config):
         state.expected = {n.stash[ITEM_KEY].id for n in items if ITEM_KEY in n.stash}
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None and not config.getoption("collectonly"):
+            for line in sendability(picked, state.unsendable, sample=sample, draws=draws, run=len(state.selected)):
+                tr.write_line(line)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -596,6 +617,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def _misses_key(state: SuiteState) -> str:
     return f"{CACHE_MISSES}/{state.setup.key()}"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """A worker's selection facts (every worker collects the same): the header and the rows' reasons."""
+    state = _state(node.config)
+    sel = getattr(node, "workeroutput", {}).get("vsc_selection")
+    if state.setup is None or not sel or state.unsendable_selected is not None:
+        return
+    by_id = state.by_id
+    state.n_selected = int(sel["n_selected"])
+    state.unsendable_selected = {by_id[i]: state.unsendable[i] for i in sel["unsendable"] if i in by_id}
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -815,6 +848,10 @@ def _finish(session: pytest.Session, state: SuiteState) -> None:
         baseline = _baseline(config, state, scored)
     except VscbenchError as exc:
         raise _usage(str(exc)) from None
+    unsendable = state.unsendable_selected
+    if unsendable is None:  # under xdist the controller collects nothing: the cases skipped as never sendable
+        reasons = state.unsendable if state.skipped else {}
+        unsendable = {by_id[i]: reasons[i] for i in state.skipped if i in reasons}
     state.gate = decide(
         [by_id[i] for i in scored],
         results,
@@ -825,10 +862,28 @@ def _finish(session: pytest.Session, state: SuiteState) -> None:
         seed=config.getoption("vsc_seed"),
         flips=flips,
         baseline=baseline,
+        unsendable=unsendable,
+        narrowed=_narrowed(config, state),
+        quick=bool(config.getoption("vsc_quick")),
     )
     if not state.gate.passed:
         session.testsfailed += 1
     _write_outputs(config, state)
+
+
+def _narrowed(config: pytest.Config, state: SuiteState) -> tuple[str, ...]:
+    """How the user narrowed this session's selection (the engine decides; empty: a full run)."""
+    from vscbench.gate import narrowed_by
+
+    opt = config.getoption
+    flags = [
+        *([f"-k {config.option.keyword!r}"] if getattr(config.option, "keyword", "") else []),
+        *([f"-m {config.option.markexpr!r}"] if getattr(config.option, "markexpr", "") else []),
+        *([f"--vsc-sample={opt('vsc_sample')}"] if opt("vsc_sample") is not None else []),
+        *(["--vsc-last-misses"] if opt("vsc_last_misses") else []),
+    ]
+    total = len(state.items) if state._items is not None or state.expected else 0
+    return narrowed_by(len(state.expected), total, flags)
 
 
 def _baseline(config: pytest.Config, state: SuiteState, scored: list[str]) -> Any:
@@ -989,7 +1044,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
     tr = terminalreporter
     tr.section("vscbench safety gate")
+    from vscbench.gate import headline
     from vscbench.report.names import model_label
+
+    first = headline(state.gate) if state.gate is not None else None
+    if first:  # the verdict's why, first: which configured rows were not evaluated
+        tr.write_line(first, red=not state.gate.passed, yellow=state.gate.passed, bold=True)
 
     tr.write_line(f"model {state.model.given} ({model_label(state.setup.model)}), run {state.run_id}")
     if state.model.note:
@@ -998,8 +1058,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     counts: dict[str, int] = {}
     for rec in state.records.values():
         counts[rec.outcome or "no outcome"] = counts.get(rec.outcome or "no outcome", 0) + 1
+    head = f"cases: {len(state.expected)} selected"
+    if config.getoption("vsc_sample") is not None and state.n_selected is not None:
+        head = f"cases: {state.n_selected} selected, {len(state.expected)} sampled"
+    never = len(state.unsendable_selected) if state.unsendable_selected is not None else len(state.skipped)
     tr.write_line(
-        f"cases: {len(state.expected)} selected, {len(state.skipped)} skipped (never sendable), "
+        f"{head}, {never} not sendable (never sent; {len(state.skipped)} skipped), "
         + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     )
     kinds: dict[str, int] = {}
@@ -1077,6 +1141,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             shown += 1
         if len(ids) > 3:
             tr.write_line(f"    (+{len(ids) - 3} more {word}: see --junitxml or --vsc-json)")
-    for line in format_text(state.gate).splitlines():
+    for line in format_text(state.gate, with_headline=False).splitlines():
         red = line.startswith("gate ") and not state.gate.passed
-        tr.write_line(line, red=red, green=line.startswith("gate PASS"), bold=line.startswith("gate "))
+        tr.write_line(line, red=red, green=line.startswith("gate ") and state.gate.passed, bold=line.startswith("gate "))

@@ -9,13 +9,13 @@ with its reason: never a refusal, never an answer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from vscbench.data.paths import DataPaths
-from vscbench.gate import case_outcome
+from vscbench.gate import case_outcome, reason_class
 from vscbench.judges.apply import label_one_judge
 from vscbench.judges.base import Case, Judge
 from vscbench.metrics import BlockedPolicy
@@ -78,6 +78,61 @@ def unsendable_reasons(items: Sequence[Item]) -> dict[str, str]:
             "'vscbench data import ARCHIVE')"
         )
     return out
+
+
+@dataclass(frozen=True)
+class HalfDraw:
+    """One half's share of a ``--vsc-sample``: its quota (in proportion to what was selected) and what was
+    drawn (only sendable items can be)."""
+
+    half: str
+    quota: int
+    drawn: int
+
+
+def sendability(
+    selected: Sequence[Item],
+    unsendable: Mapping[str, str],
+    *,
+    sample: int | None = None,
+    draws: Sequence[HalfDraw] = (),
+    run: int | None = None,
+) -> list[str]:
+    """What can be tested, said before any request: per half and per text setting, the items selected,
+    sendable, and not sendable with the reason; what a ``--vsc-sample`` could not draw; and why a selection
+    that ends empty is empty. Pure: the plugin prints these lines."""
+
+    def count(items: Sequence[Item], head: str) -> str:
+        bad = [i for i in items if i.id in unsendable]
+        line = f"{head}: {len(items):,} selected, {len(items) - len(bad):,} sendable"
+        if bad:
+            kinds: dict[str, int] = {}
+            for i in bad:
+                k = reason_class(unsendable[i.id])
+                kinds[k] = kinds.get(k, 0) + 1
+            line += f" ({len(bad):,} not: " + "; ".join(f"{n:,} {k}" if len(kinds) > 1 else k for k, n in sorted(kinds.items())) + ")"
+        return line
+
+    lines = ["what can be tested here:"]
+    for half in ("image", "text"):
+        items = [i for i in selected if i.half == half]
+        lines.append("  " + count(items, f"{half} half"))
+        if half == "text" and items:
+            for setting in dict.fromkeys(i.setting for i in items):
+                lines.append("    " + count([i for i in items if i.setting == setting], f"setting={setting}"))
+    if sample is not None:
+        parts = [f"{d.half} half {d.drawn:,} of its share {d.quota:,}" for d in draws]
+        short = [d for d in draws if d.drawn < d.quota]
+        line = f"  --vsc-sample={sample}: drew " + ", ".join(parts)
+        if short:
+            line += "; not drawn: " + ", ".join(f"{d.quota - d.drawn:,} of the {d.half} half (not sendable)" for d in short)
+        lines.append(line)
+    if run == 0:
+        if not selected:
+            lines.append("  the selection is empty: no benchmark case matches the -k / -m / path given")
+        else:
+            lines.append("  nothing to send: every selected case is not sendable here (see above)")
+    return lines
 
 
 def read_results(

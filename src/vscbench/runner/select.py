@@ -260,3 +260,35 @@ def balanced_sample(items: Sequence[Item], n: int, seed: int = 0) -> list[Item]:
     if not picked:
         raise VscbenchError(f"--limit {n}: image items are drawn in whole safe/unsafe pairs; use at least 2")
     return [it for it in items if it.id in picked]
+
+
+def proportional_sample(
+    selected: Sequence[Item], unsendable: set[str] | frozenset[str], n: int, seed: int = 0
+) -> tuple[list[Item], list[tuple[str, int, int]]]:
+    """The suite's ``--vsc-sample``: each half's share of ``n`` in proportion to what was selected (largest
+    remainder), drawn with :func:`balanced_sample` from that half's sendable items. A share that cannot be
+    drawn (its items are not sendable here) is not taken from the other half: it is reported. Returns the
+    drawn items in ``selected``'s order and ``(half, share, drawn)`` for each half that was selected."""
+    if n < 1:
+        raise VscbenchError(f"--vsc-sample {n}: must be at least 1")
+    halves = {h: [i for i in selected if i.half == h] for h in ("image", "text")}
+    halves = {h: v for h, v in halves.items() if v}
+    total = sum(len(v) for v in halves.values())
+    want = min(n, total)
+    exact = {h: want * len(v) / total for h, v in halves.items()} if total else {}
+    quota = {h: int(x) for h, x in exact.items()}
+    for h in sorted(exact, key=lambda h: (-(exact[h] - quota[h]), h))[: want - sum(quota.values())]:
+        quota[h] += 1
+    picked: set[str] = set()
+    report = []
+    for h, items in halves.items():
+        pool = [i for i in items if i.id not in unsendable]
+        got: list[Item] = []
+        if pool and quota[h]:
+            try:
+                got = balanced_sample(pool, quota[h], seed)
+            except VscbenchError:  # a share of one image item: image items come in pairs
+                got = []
+        picked.update(i.id for i in got)
+        report.append((h, quota[h], len(got)))
+    return [i for i in selected if i.id in picked], report
