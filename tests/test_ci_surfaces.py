@@ -85,7 +85,7 @@ def _result(*statuses: str, missing: tuple[str, ...] = ()) -> GateResult:
     [
         (("PASS", "PASS"), (), []),
         (("PASS", "FAIL"), (), ["s1", "verdict"]),
-        (("PASS", NOT_EVALUATED), (), []),  # one unevaluated row beside an evaluated pass: the gate passes
+        (("PASS", NOT_EVALUATED), (), ["s1", "verdict"]),  # a configured row not evaluated: never PASS
         ((NOT_EVALUATED,), (), ["s0", "verdict"]),  # nothing evaluated: NOT EVALUATED blocks PASS
         (("PASS",), ("tc/001/text",), ["verdict"]),  # INCOMPLETE: the verdict fails
     ],

@@ -362,6 +362,7 @@ class _Config:
     def __init__(self, seed: int) -> None:
         self.options: dict[str, Any] = {"vsc_no_gate": False, "vsc_blocked": "refuse", "vsc_seed": seed}
         self.option = SimpleNamespace()
+        self.stash: dict[Any, Any] = {}
 
     def getoption(self, name: str) -> Any:
         return self.options.get(name)
