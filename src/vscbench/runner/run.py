@@ -187,6 +187,20 @@ def select_items(
     return Selected(sendable, excluded, [it for it in items if it.id in excluded])
 
 
+def check_items_file(paths: DataPaths, selection: Selection) -> None:
+    """``--items FILE``: readable, and every id in it an item of the selection; checked before the store is
+    opened (one line naming the file and the entry)."""
+    if not selection.items_file:
+        return
+    ids = read_item_ids(selection.items_file)
+    if not ids:
+        raise VscbenchError(f"--items {selection.items_file}: names no item id")
+    items = load_items(
+        paths, half=selection.half, settings=selection.settings or None, categories=selection.categories or None
+    )
+    filter_by_ids(items, ids, selection.items_file)
+
+
 def reason_label(reason: str) -> str:
     """A short name for why an item was never sent (``blank query``, ``calibration split``, ...)."""
     if reason == CALIBRATION_SPLIT_NOTE or "calibration split" in reason:
@@ -521,6 +535,7 @@ def run_generation(
         if held is not None:
             held_out |= held()
     paths = resolve_paths(root, metadata)
+    check_items_file(paths, selection)  # before the store is opened: a bad file leaves no trace
     wanted: dict[str, Any] = {
         "model": model,
         "config": config.to_dict(),
