@@ -422,8 +422,13 @@ def _preflight(config: pytest.Config, state: SuiteState) -> None:
         if state.snapshot_dir is None and not Path(ref).is_dir():
             raise VscbenchError(f"--vsc-baseline {ref}: snapshots are off (--vsc-no-snapshots, or syrupy missing)")
         rel = state.snapshot_dir.relative_to(config.rootpath) if state.snapshot_dir else Path(".")
-        if not snap.read_set(ref, rel, config.rootpath):
-            raise VscbenchError(f"--vsc-baseline {ref}: no snapshots of model {state.model.given} there ({rel})")
+        try:
+            found = snap.read_set(ref, rel, config.rootpath)
+        except VscbenchError as exc:
+            raise VscbenchError(f"--vsc-baseline: {exc}") from None
+        if not found:
+            raise VscbenchError(f"--vsc-baseline {ref}: no snapshots of model {state.model.given} there"
+                                 + ("" if Path(ref).is_dir() else f" ({rel})"))
 
 
 def _choose_run(config: pytest.Config, state: SuiteState, alias_revision: Any) -> None:
