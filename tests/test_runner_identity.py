@@ -28,7 +28,13 @@ BASE = "suite-x-0123456789ab"
 
 def _run(store: Path, run_id: str, revision: str | None, answered: int = 1) -> None:
     with Store(store) as st:
-        st.create_run(run_id, kind="generation", model="m", manifest={"model_revision": revision} if revision else {}, items=[])
+        st.create_run(
+            run_id,
+            kind="generation",
+            model="m",
+            manifest={"model_revision": revision} if revision else {},
+            items=[],
+        )
         for k in range(answered):
             st.add_response(run_id, Response(item_id=f"i{k}", status=Status.OK, text="ok"))
 
@@ -101,7 +107,9 @@ def test_claims_hold_across_processes_and_free_when_the_owner_dies_or_expires(tm
         st.release_claims("r", me, ["i1"])
         assert st.claim("r", ["i1"], other) == ({"i1"}, set())
         # a dead process's claims are free at once
-        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        )
         gone = ClaimOwner("dead", me.host, int(dead.stdout))
         st.claim("r", ["i5"], gone)
         assert st.claim("r", ["i5"], me) == ({"i5"}, set())
@@ -159,7 +167,10 @@ def test_a_bad_items_file_is_refused_before_the_store_is_opened(
 
     monkeypatch.setattr(run_mod, "Store", no_store)
     ids = tmp_path / "ids.txt"
-    for text, why in (("tc/000/text\nnot/an/item\n", "entry 2 'not/an/item'"), ("# nothing\n", "names no item id")):
+    for text, why in (
+        ("tc/000/text\nnot/an/item\n", "entry 2 'not/an/item'"),
+        ("# nothing\n", "names no item id"),
+    ):
         ids.write_text(text)
         with pytest.raises(VscbenchError, match=why):
             run_mod.run_generation(

@@ -54,7 +54,9 @@ BAD = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("flags", "line"), BAD, ids=[b[0][-1].split("=")[0] + f"-{k}" for k, b in enumerate(BAD)])
+@pytest.mark.parametrize(
+    ("flags", "line"), BAD, ids=[b[0][-1].split("=")[0] + f"-{k}" for k, b in enumerate(BAD)]
+)
 def test_bad_input_is_one_line_exit_4_and_nothing_sent(
     suite: pytest.Pytester, server: Loopback, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     flags: list[str], line: str,
@@ -63,9 +65,14 @@ def test_bad_input_is_one_line_exit_4_and_nothing_sent(
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     root = tmp_path / "in"
     root.mkdir()
-    (root / "dup.yaml").write_text(_doc("  benchmark: {max_under_safety: 0.1}\n  benchmark: {max_under_safety: 0.9}\n"))
+    (root / "dup.yaml").write_text(
+        _doc("  benchmark: {max_under_safety: 0.1}\n  benchmark: {max_under_safety: 0.9}\n")
+    )
     (root / "typo.yaml").write_text(
-        _doc("  benchmark: {max_under_safety: 0.5}\n", "  gpt-4o-mnii: {scopes: {benchmark: {max_under_safety: 0.1}}}\n")
+        _doc(
+            "  benchmark: {max_under_safety: 0.5}\n",
+            "  gpt-4o-mnii: {scopes: {benchmark: {max_under_safety: 0.1}}}\n",
+        )
     )
     (root / "empty.yaml").write_text(_doc("  benchmark: {}\n"))
     (root / "nosnaps").mkdir()
@@ -73,9 +80,17 @@ def test_bad_input_is_one_line_exit_4_and_nothing_sent(
     (root / "ckpt" / "config.json").write_text("{}")
     argv = [f.replace("ROOT", str(root)) for f in flags]
     line = line.replace("ROOT", str(root))
-    th = [] if any(a.startswith("--vsc-thresholds") for a in argv) else [f"--vsc-thresholds={thresholds(tmp_path / 't.yaml', SCOPES)}"]
+    th = (
+        []
+        if any(a.startswith("--vsc-thresholds") for a in argv)
+        else [f"--vsc-thresholds={thresholds(tmp_path / 't.yaml', SCOPES)}"]
+    )
     model = [] if any(a.startswith("--model") for a in argv) else ["--model=openai-compatible/x"]
-    url = [] if model == [] or any(a.startswith("--vsc-base-url") for a in argv) else [f"--vsc-base-url={server.base_url}"]
+    url = (
+        []
+        if model == [] or any(a.startswith("--vsc-base-url") for a in argv)
+        else [f"--vsc-base-url={server.base_url}"]
+    )
     store = tmp_path / "s.sqlite"
     before = server.total
     res = suite.runpytest_subprocess(
@@ -137,7 +152,9 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("release_root")
 
 
-def test_two_sessions_on_one_store_send_each_request_once(suite: pytest.Pytester, tmp_path: Path, data_root: Path) -> None:
+def test_two_sessions_on_one_store_send_each_request_once(
+    suite: pytest.Pytester, tmp_path: Path, data_root: Path
+) -> None:
     store, th = tmp_path / "s.sqlite", thresholds(tmp_path / "t.yaml", SCOPES)
     with Loopback(respond=rule, latency=0.3) as lb:
         argv = [
@@ -147,7 +164,9 @@ def test_two_sessions_on_one_store_send_each_request_once(suite: pytest.Pytester
             "-p", "no:cacheprovider",
         ]  # fmt: skip
         procs = [
-            subprocess.Popen(argv, cwd=suite.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            subprocess.Popen(
+                argv, cwd=suite.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
             for _ in range(2)
         ]
         outs = [p.communicate(timeout=300)[0] for p in procs]

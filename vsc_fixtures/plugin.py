@@ -155,6 +155,7 @@ class SuiteState:
     setup: Any = None  # vscbench.runner.run.ModelSetup
     run_id: str | None = None
     run_choice: Any = None  # vscbench.runner.identity.RunChoice (controller)
+    said_run: bool = False
     revision_source: str | None = None
     thresholds: Any = None
     _paths: Any = None
@@ -610,6 +611,7 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
         return
     by_id = state.by_id
     state.expected |= {iid for nid in ids if (iid := item_id_of(nid)) is not None and iid in by_id}
+    _say_run(node.config, state)  # the first worker's collection: before any case is scheduled
 
 
 # -- running --------------------------------------------------------------------------------------------
@@ -644,6 +646,9 @@ def _say_run(config: pytest.Config, state: SuiteState) -> None:
     """Before any request: the run choice's lines, and how many answers come from the store."""
     from vscbench.runner.identity import reuse_line, stored_answers
 
+    if state.said_run or not state.expected:
+        return
+    state.said_run = True
     tr = config.pluginmanager.get_plugin("terminalreporter")
     choice = state.run_choice
     lines = list(choice.lines) if choice is not None else []

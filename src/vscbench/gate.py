@@ -355,7 +355,7 @@ def _unique_key_loader() -> Any:
     """A YAML SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one)."""
     import yaml
 
-    class UniqueKeyLoader(yaml.SafeLoader):
+    class UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             seen: set[Any] = set()
             for key_node, _ in node.value:

@@ -513,10 +513,10 @@ class Store:
                 if iid in answered:
                     continue
                 c = current.get(iid)
-                if c is not None and c[0] != owner.owner and c[3] > now:
-                    if not (c[1] == owner.host and not _pid_alive(int(c[2]))):
-                        held.add(iid)
-                        continue
+                live = c is not None and not (c[1] == owner.host and not _pid_alive(int(c[2])))
+                if c is not None and c[0] != owner.owner and c[3] > now and live:
+                    held.add(iid)
+                    continue
                 mine.add(iid)
                 take.append((run_id, iid, owner.owner, owner.host, owner.pid, now + lease_s))
             db.executemany(

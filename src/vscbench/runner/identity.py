@@ -42,6 +42,12 @@ def stored_revision(info: RunInfo) -> str | None:
     return str(value) if value else None
 
 
+def answering_models(st: Store, run_id: str, most: int = 3) -> list[str]:
+    """The model names the run's responses carry (an API's dated name, e.g. ``gpt-4o-mini-2024-07-18``)."""
+    names = sorted({r.model for r in st.responses(run_id).values() if r.model})
+    return names[:most] + ([f"+{len(names) - most} more"] if len(names) > most else [])
+
+
 def _answered(st: Store, run_id: str) -> int:
     return len(st.completed_item_ids(run_id, include_errors=False))
 
@@ -75,10 +81,12 @@ def choose_suite_run(
             info = runs.get(rid)
             if info is None or not _answered(st, rid):
                 return RunChoice(rid, None)
+            named = answering_models(st, rid)
+            seen = f", answered by {', '.join(named)}" if named else ""
             line = (
                 f"warning: model revision unknown ({revision.source}): answers stored in run {rid} "
-                f"(recorded {when(info.created_at)}) are reused without knowing that the same model gave them; "
-                "pass --vsc-fresh to ask again"
+                f"(recorded {when(info.created_at)}{seen}) are reused without knowing that the same model gave "
+                "them; pass --vsc-fresh to ask again"
             )
             return RunChoice(rid, None, (line,), info.created_at, warn=True)
         if cached_run_id in runs and stored_revision(runs[cached_run_id]) == rev:

@@ -55,7 +55,9 @@ def check_cuda(device: str | None, flag: str = "--device", cpu_hint: str = "--de
     try:
         import torch
     except ModuleNotFoundError:
-        raise VscbenchError(f"{flag} {device}: torch is not installed (pip install 'vscbench[hf]'), or use {cpu_hint}") from None
+        raise VscbenchError(
+            f"{flag} {device}: torch is not installed (pip install 'vscbench[hf]'), or use {cpu_hint}"
+        ) from None
     if not torch.cuda.is_available():
         why = "built without CUDA" if torch.version.cuda is None else "no GPU visible"
         raise VscbenchError(
@@ -69,7 +71,10 @@ def check_cuda(device: str | None, flag: str = "--device", cpu_hint: str = "--de
 
 def hub_offline() -> bool:
     """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) set to a true value."""
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def _hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
@@ -92,7 +97,9 @@ def check_checkpoint(spec: str) -> None:
     local = Path(name).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
-            raise VscbenchError(f"model '{spec}': folder {local} has no config.json, not a transformers checkpoint")
+            raise VscbenchError(
+                f"model '{spec}': folder {local} has no config.json, not a transformers checkpoint"
+            )
         return
     if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
         raise VscbenchError(f"model '{spec}': no checkpoint folder {local} on this machine")
