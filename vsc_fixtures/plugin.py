@@ -414,7 +414,9 @@ def _preflight(config: pytest.Config, state: SuiteState) -> None:
         preflight.check_output_path("--junitxml", xml)
     setup = state.setup
     if setup.model.startswith("hf/"):
-        preflight.check_cuda(setup.device, "--vsc-device", "--vsc-device=cpu")
+        given = opt("vsc_device") is not None or state.model.alias is None
+        flag = "--vsc-device" if given else f"--vsc-device (alias {state.model.alias}'s device)"
+        preflight.check_cuda(setup.device, flag, "--vsc-device=cpu")
         preflight.check_checkpoint(setup.model)
     ref = opt("vsc_baseline")
     if ref:
