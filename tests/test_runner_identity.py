@@ -113,6 +113,9 @@ def test_claims_hold_across_processes_and_free_when_the_owner_dies_or_expires(tm
         gone = ClaimOwner("dead", me.host, int(dead.stdout))
         st.claim("r", ["i5"], gone)
         assert st.claim("r", ["i5"], me) == ({"i5"}, set())
+        # on this host a live owner keeps its claims past the lease (a long batch may stall its heartbeat)
+        st.claim("r", ["i8"], other, lease_s=-1)
+        assert st.claim("r", ["i8"], me) == (set(), {"i8"})
         # another host's claim lasts until its lease ends
         far = ClaimOwner("far", "elsewhere", os.getpid())
         st.claim("r", ["i6"], far, lease_s=-1)

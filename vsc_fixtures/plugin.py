@@ -156,6 +156,7 @@ class SuiteState:
     run_id: str | None = None
     run_choice: Any = None  # vscbench.runner.identity.RunChoice (controller)
     said_run: bool = False
+    baseline_set: dict[str, Any] | None = None  # --vsc-baseline's snapshots, read before any request
     revision_source: str | None = None
     thresholds: Any = None
     _paths: Any = None
@@ -430,8 +431,9 @@ def _preflight(config: pytest.Config, state: SuiteState) -> None:
         except VscbenchError as exc:
             raise VscbenchError(f"--vsc-baseline: {exc}") from None
         if not found:
-            raise VscbenchError(f"--vsc-baseline {ref}: no snapshots of model {state.model.given} there"
-                                 + ("" if Path(ref).is_dir() else f" ({rel})"))
+            where = "" if Path(ref).is_dir() else f" ({rel})"
+            raise VscbenchError(f"--vsc-baseline {ref}: no snapshots of model {state.model.given} there{where}")
+        state.baseline_set = found  # read once: the gate compares with it at the end
 
 
 def _choose_run(config: pytest.Config, state: SuiteState, alias_revision: Any) -> None:
@@ -863,7 +865,7 @@ def _baseline(config: pytest.Config, state: SuiteState, scored: list[str]) -> An
 
     assert state.snapshot_dir is not None or Path(ref).is_dir()
     rel = state.snapshot_dir.relative_to(config.rootpath) if state.snapshot_dir else Path(".")
-    base = snap.read_set(ref, rel, config.rootpath)
+    base = state.baseline_set if state.baseline_set is not None else snap.read_set(ref, rel, config.rootpath)
     if not base:
         raise VscbenchError(f"--vsc-baseline {ref}: no snapshots there")
     by_id = state.by_id

@@ -495,8 +495,8 @@ class Store:
     ) -> tuple[set[str], set[str]]:
         """Claim the items for ``owner`` before sending them. Returns ``(mine, held)``: the items now claimed
         by ``owner``, and those another live owner holds (in flight elsewhere: wait for their answers). An
-        item that already has an answer (not an error) is in neither. A claim is free when it expired, or its
-        owner's process on this host is gone."""
+        item that already has an answer (not an error) is in neither. A claim is free when its owner's process
+        on this host is gone, or, for an owner on another host, when its lease ran out."""
         now = time.time()
         mine: set[str] = set()
         held: set[str] = set()
@@ -513,8 +513,10 @@ class Store:
                 if iid in answered:
                     continue
                 c = current.get(iid)
-                live = c is not None and not (c[1] == owner.host and not _pid_alive(int(c[2])))
-                if c is not None and c[0] != owner.owner and c[3] > now and live:
+                # this host: the owner's process decides (a long batch that stalls the heartbeat keeps its
+                # claims; a killed session frees them at once); another host: the lease
+                live = c is not None and (_pid_alive(int(c[2])) if c[1] == owner.host else c[3] > now)
+                if c is not None and c[0] != owner.owner and live:
                     held.add(iid)
                     continue
                 mine.add(iid)
