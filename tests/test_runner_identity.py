@@ -180,3 +180,21 @@ def test_a_bad_items_file_is_refused_before_the_store_is_opened(
                 "openai-compatible/m", base_url="http://127.0.0.1:9/v1", metadata=str(METADATA),
                 store=tmp_path / "s.sqlite", selection=Selection(items_file=str(ids)),
             )  # fmt: skip
+
+
+def test_answers_from_two_dated_models_are_said(tmp_path: Path) -> None:
+    from vscbench.runner.identity import mixed_models_line
+
+    store = tmp_path / "s.sqlite"
+    _run(store, "r", None, answered=0)
+    with Store(store) as st:
+        st.add_response("r", Response(item_id="a", status=Status.OK, text="x", model="gpt-4o-2024-08-06"))
+        st.add_response("r", Response(item_id="b", status=Status.OK, text="x", model="gpt-4o-2024-08-06"))
+    assert mixed_models_line(store, "r", {"a", "b", "c"}) is None
+    with Store(store) as st:
+        st.add_response("r", Response(item_id="c", status=Status.OK, text="x", model="gpt-4o-2024-11-20"))
+    line = mixed_models_line(store, "r", {"a", "b", "c"})
+    assert (
+        line is not None and "gpt-4o-2024-08-06 (2), gpt-4o-2024-11-20 (1)" in line and "--vsc-fresh" in line
+    )
+    assert mixed_models_line(store, "r", {"a", "b"}) is None  # only the session's own cases count

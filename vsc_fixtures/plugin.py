@@ -949,6 +949,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     )
     if state.model.note:
         tr.write_line(f"note: {state.model.note}")
+    from vscbench.runner.identity import mixed_models_line
+
+    mixed = mixed_models_line(config.getoption("vsc_store"), str(state.run_id), state.expected)
+    if mixed:
+        tr.write_line(mixed, yellow=True)
     tr.write_line(_judge_line(state))
     counts: dict[str, int] = {}
     for rec in state.records.values():

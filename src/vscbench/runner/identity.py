@@ -117,3 +117,19 @@ def stored_answers(store: str | Path | None, run_id: str, item_ids: set[str]) ->
 def reuse_line(n: int, run_id: str, recorded_at: float | None) -> str:
     """``N answers from the store (run …, recorded …)``."""
     return f"{n} answers from the store (run {run_id}, recorded {when(recorded_at)})"
+
+
+def mixed_models_line(store: str | Path | None, run_id: str, item_ids: set[str]) -> str | None:
+    """A warning when the answers to ``item_ids`` name more than one model (an API's dated name changed
+    between the stored answers and the new ones); None when they name one or none."""
+    with Store(store, create=False, missing_ok=True) as st:
+        if not st.has_run(run_id):
+            return None
+        counts: dict[str, int] = {}
+        for iid, r in st.responses(run_id).items():
+            if iid in item_ids and r.model and r.status.value != "error":
+                counts[r.model] = counts.get(r.model, 0) + 1
+    if len(counts) < 2:
+        return None
+    named = ", ".join(f"{m} ({n})" for m, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"warning: the answers of run {run_id} come from more than one model: {named}; pass --vsc-fresh to ask every case again"
