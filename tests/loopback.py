@@ -127,6 +127,8 @@ class Loopback:
         self.record = record
         self.parse = parse
         self.port = port
+        #: What ``GET /models`` lists (a served model's identity: change it to act as a new model version).
+        self.model_ids: list[str] = ["loopback"]
         self.calls: list[Call] = []
         self.counts: Counter[str] = Counter()
         self.total = 0
@@ -257,7 +259,8 @@ class Loopback:
                 stats = {"requests": self.total, "by_key": dict(self.counts)}
             return await _send(writer, 200, {}, json.dumps(stats).encode())
         if method == "GET" and path.endswith("/models"):
-            body = {"object": "list", "data": [{"id": "loopback", "object": "model", "owned_by": "test"}]}
+            data = [{"id": m, "object": "model", "owned_by": "test"} for m in self.model_ids]
+            body = {"object": "list", "data": data}
             return await _send(writer, 200, {}, json.dumps(body).encode())
         if method != "POST":
             return await _send(writer, 404, {}, b'{"error": {"message": "not found"}}')

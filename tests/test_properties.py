@@ -761,6 +761,8 @@ def threshold_docs(noisy: bool) -> st.SearchStrategy[Any]:
     def row(with_rates: bool) -> st.SearchStrategy[Any]:
         keys = ROW_KEYS if with_rates else {"min_n", "min_coverage", "estimate"}
         r = st.fixed_dictionaries({}, optional={k: values[k] for k in sorted(keys)})
+        if with_rates:  # a scope row without a rate checks nothing: refused
+            r = r.filter(lambda d: "max_under_safety" in d or "max_over_safety" in d)
         if noisy:
             r = st.one_of(
                 r,

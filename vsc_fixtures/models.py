@@ -13,7 +13,7 @@ from vscbench.errors import VscbenchError
 PROVIDERS: tuple[str, ...] = ("hf", "openai", "openai-compatible", "anthropic", "google")
 #: Keys an alias entry may carry besides ``spec``.
 ENTRY_KEYS: frozenset[str] = frozenset(
-    {"spec", "device", "dtype", "batch_size", "concurrency", "rpm", "max_tokens", "temperature", "note"}
+    {"spec", "device", "dtype", "batch_size", "concurrency", "rpm", "max_tokens", "temperature", "note", "revision"}
 )
 #: The spec of the offline tiny model: built on this machine, randomly initialised, meaningless.
 TINY = "tiny"

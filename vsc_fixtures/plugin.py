@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import re
-import time
 from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -127,6 +126,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--vsc-sample", type=int, help="deterministic balanced sample of N items (whole pairs)")
     g.addoption("--vsc-last-misses", action="store_true", help="only the last run's under-/over-safe cases")
     g.addoption("--vsc-fresh", action="store_true", help="regenerate: answer into a new run")
+    g.addoption("--vsc-model-revision", help="the model's revision (answers are reused only for the same one); default: discovered (hf commit or files, the server's /v1/models ids)")
     g.addoption("--vsc-strict", action="store_true", help="every under-safe, over-safe or unscored case fails")
     g.addoption("--vsc-no-gate", action="store_true", help="print outcomes, decide nothing")
     g.addoption("--vsc-quick", action="store_true", help="a narrowed run (-k, -m, --vsc-sample, --vsc-last-misses) is a quick check: exit 0 when every row it evaluated passed and it evaluated the thresholds' quick: scopes (default: benchmark); never a release verdict")
@@ -164,6 +164,10 @@ class SuiteState:
     model: Any = None  # vsc_fixtures.models.ResolvedModel
     setup: Any = None  # vscbench.runner.run.ModelSetup
     run_id: str | None = None
+    run_choice: Any = None  # vscbench.runner.identity.RunChoice (controller)
+    said_run: bool = False
+    baseline_set: dict[str, Any] | None = None  # --vsc-baseline's snapshots, read before any request
+    revision_source: str | None = None
     thresholds: Any = None
     _paths: Any = None
     _items: list[Any] | None = None
@@ -320,6 +324,10 @@ def _configure_model(config: pytest.Config, state: SuiteState) -> None:
         raise VscbenchError(f"--vsc-sample {sample}: must be at least 1")
     model = resolve_model(opt("vsc_model"))
     base_url = opt("vsc_base_url")
+    if base_url:
+        from vscbench.runner.preflight import check_base_url
+
+        check_base_url(base_url, "--vsc-base-url")
     if base_url and not model.spec.startswith("openai-compatible/"):
         raise VscbenchError(
             f"--vsc-base-url is for an OpenAI-compatible model; --model {model.given} is {model.spec}"
@@ -346,8 +354,10 @@ def _configure_model(config: pytest.Config, state: SuiteState) -> None:
         max_tokens=int(pick("vsc_max_tokens", "max_tokens") or 512),
         seed=opt("vsc_seed"),
     )
-    limits = Limits(concurrency=int(pick("vsc_concurrency", "concurrency") or 16), rpm=pick("vsc_rpm", "rpm"))
-    policy = RetryPolicy.for_model(spec, opt("vsc_max_attempts") or RetryPolicy().max_attempts, opt("vsc_timeout"))
+    concurrency = pick("vsc_concurrency", "concurrency")
+    attempts = opt("vsc_max_attempts")
+    limits = Limits(concurrency=int(16 if concurrency is None else concurrency), rpm=pick("vsc_rpm", "rpm"))
+    policy = RetryPolicy.for_model(spec, RetryPolicy().max_attempts if attempts is None else attempts, opt("vsc_timeout"))
     device = pick("vsc_device", "device") if spec.startswith("hf/") else None
     if worker is not None and device and str(device) == "cuda" and opt("vsc_device") is None:
         device = _worker_device(worker)
@@ -362,7 +372,7 @@ def _configure_model(config: pytest.Config, state: SuiteState) -> None:
         limits=limits,
         policy=policy,
     )
-    setup.check()
+    setup.check(flag_prefix="--vsc-")
     from vscbench.judges.factory import check_judge_name
 
     config.option.vsc_judge = check_judge_name(opt("vsc_judge"))  # stored id: local -> local:abstain=0.7
@@ -370,11 +380,17 @@ def _configure_model(config: pytest.Config, state: SuiteState) -> None:
     _configure_snapshots(config, state)
     if worker is not None:
         state.run_id = worker["vsc_run_id"]
+        state.setup = replace(setup, revision=worker.get("vsc_model_revision"))
         state.flip_budget_zero = bool(worker.get("vsc_flip_budget_zero", True))
     else:
-        state.run_id = _choose_run_id(config, setup)
+        from vsc_fixtures.models import load_aliases
+        from vscbench.gate import check_model_names
+
         state.thresholds = _load_thresholds(config)
+        check_model_names(state.thresholds, list(load_aliases()), config.rootpath)
         state.flip_budget_zero = state.thresholds.flip_budget(model.names).zero
+        _preflight(config, state)
+        _choose_run(config, state, o.get("revision"))
 
 
 def _configure_snapshots(config: pytest.Config, state: SuiteState) -> None:
@@ -404,17 +420,62 @@ def _worker_device(worker: dict[str, Any]) -> str:
     return f"cuda:{index % count}"
 
 
-def _choose_run_id(config: pytest.Config, setup: Any) -> str:
-    """The setup's stable run (or the one the last ``--vsc-fresh`` made); ``--vsc-fresh`` makes a new one."""
+def _preflight(config: pytest.Config, state: SuiteState) -> None:
+    """What can be refused before the first request (controller): output paths, CUDA, the checkpoint, the
+    baseline's snapshots. Each is one line (a usage error)."""
+    from vscbench.runner import preflight
+
+    opt = config.getoption
+    for flag, dest in (("--vsc-json", "vsc_json"), ("--vsc-report", "vsc_report"), ("--vsc-summary", "vsc_summary")):
+        if opt(dest):
+            preflight.check_output_path(flag, opt(dest))
+    xml = getattr(config.option, "xmlpath", None)
+    if xml:
+        preflight.check_output_path("--junitxml", xml)
+    setup = state.setup
+    if setup.model.startswith("hf/"):
+        given = opt("vsc_device") is not None or state.model.alias is None
+        flag = "--vsc-device" if given else f"--vsc-device (alias {state.model.alias}'s device)"
+        preflight.check_cuda(setup.device, flag, "--vsc-device=cpu")
+        preflight.check_checkpoint(setup.model)
+    ref = opt("vsc_baseline")
+    if ref:
+        from vscbench import snapshots as snap
+
+        if state.snapshot_dir is None and not Path(ref).is_dir():
+            raise VscbenchError(f"--vsc-baseline {ref}: snapshots are off (--vsc-no-snapshots, or syrupy missing)")
+        rel = state.snapshot_dir.relative_to(config.rootpath) if state.snapshot_dir else Path(".")
+        try:
+            found = snap.read_set(ref, rel, config.rootpath)
+        except VscbenchError as exc:
+            raise VscbenchError(f"--vsc-baseline: {exc}") from None
+        if not found:
+            where = "" if Path(ref).is_dir() else f" ({rel})"
+            raise VscbenchError(f"--vsc-baseline {ref}: no snapshots of model {state.model.given} there{where}")
+        state.baseline_set = found  # read once: the gate compares with it at the end
+
+
+def _choose_run(config: pytest.Config, state: SuiteState, alias_revision: Any) -> None:
+    """The model's revision (given or discovered) and the run it answers into (the engine decides)."""
+    from vscbench.models.revision import discover_revision
+    from vscbench.runner.identity import choose_suite_run
+
+    setup = state.setup
+    given = config.getoption("vsc_model_revision")
+    revision = discover_revision(
+        setup.model, base_url=setup.base_url, given=given if given is not None else alias_revision
+    )
     cache = getattr(config, "cache", None)
     key = f"{CACHE_RUN}/{setup.key()}"
-    if config.getoption("vsc_fresh"):
-        rid = f"{setup.run_id()}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-        if cache is not None:
-            cache.set(key, rid)
-        return rid
-    stored = cache.get(key, None) if cache is not None else None
-    return str(stored) if isinstance(stored, str) else str(setup.run_id())
+    cached = cache.get(key, None) if cache is not None else None
+    choice = choose_suite_run(
+        config.getoption("vsc_store"), setup.run_id(), revision, fresh=bool(config.getoption("vsc_fresh")),
+        cached_run_id=cached if isinstance(cached, str) else None,
+    )  # fmt: skip
+    if config.getoption("vsc_fresh") and cache is not None:
+        cache.set(key, choice.run_id)
+    state.run_id, state.run_choice, state.revision_source = choice.run_id, choice, revision.source
+    state.setup = replace(setup, revision=choice.revision)
 
 
 def _load_thresholds(config: pytest.Config) -> Any:
@@ -431,6 +492,7 @@ def pytest_configure_node(node: Any) -> None:
     if state.setup is not None:
         node.workerinput["vsc_model_spec"] = state.setup.model
         node.workerinput["vsc_run_id"] = state.run_id
+        node.workerinput["vsc_model_revision"] = state.setup.revision
         node.workerinput["vsc_flip_budget_zero"] = state.flip_budget_zero
 
 
@@ -638,6 +700,7 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
         return
     by_id = state.by_id
     state.expected |= {iid for nid in ids if (iid := item_id_of(nid)) is not None and iid in by_id}
+    _say_run(node.config, state)  # the first worker's collection: before any case is scheduled
 
 
 # -- running --------------------------------------------------------------------------------------------
@@ -647,6 +710,8 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
 def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
     config = session.config
     state = _state(config)
+    if state.setup is not None and state.expected and not _is_worker(config) and not config.getoption("collectonly"):
+        _say_run(config, state)
     if state.setup is not None and state.selected and not _is_worker(config) and not config.getoption("collectonly"):
         try:  # one process: answer every selected case ahead of the first
             state.answer(state.selected)
@@ -664,6 +729,24 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
 
             asyncio.run(aclose_quietly(state._provider))
             state._provider = None
+
+
+def _say_run(config: pytest.Config, state: SuiteState) -> None:
+    """Before any request: the run choice's lines, and how many answers come from the store."""
+    from vscbench.runner.identity import reuse_line, stored_answers
+
+    if state.said_run or not state.expected:
+        return
+    state.said_run = True
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    choice = state.run_choice
+    lines = list(choice.lines) if choice is not None else []
+    n = stored_answers(config.getoption("vsc_store"), str(state.run_id), state.expected)
+    if n:
+        lines.append(reuse_line(n, str(state.run_id), choice.recorded_at if choice is not None else None))
+    for line in lines:
+        if tr is not None:
+            tr.write_line(f"vscbench: {line}", yellow=line.startswith(("warning", "model revision")))
 
 
 @pytest.fixture
@@ -705,7 +788,7 @@ def _snapshot_step(request: pytest.FixtureRequest, state: SuiteState, view: Case
     new = snap.record(
         item, outcome=res.outcome, label=res.label.value if res.label else None, judge=res.judge_id,
         status=res.status.value if res.status else None, response=res.text, prompt=res.prompt,
-        model=state.setup.model, model_revision=None,
+        model=state.setup.model, model_revision=state.setup.revision,
         config_digest=snap.config_digest(state.setup.config, state.setup.calibrations),
     )  # fmt: skip
     assertion = request.getfixturevalue("snapshot").use_extension(VscSnapshotExtension)
@@ -896,7 +979,7 @@ def _baseline(config: pytest.Config, state: SuiteState, scored: list[str]) -> An
 
     assert state.snapshot_dir is not None or Path(ref).is_dir()
     rel = state.snapshot_dir.relative_to(config.rootpath) if state.snapshot_dir else Path(".")
-    base = snap.read_set(ref, rel, config.rootpath)
+    base = state.baseline_set if state.baseline_set is not None else snap.read_set(ref, rel, config.rootpath)
     if not base:
         raise VscbenchError(f"--vsc-baseline {ref}: no snapshots there")
     by_id = state.by_id
@@ -974,6 +1057,7 @@ def _write_outputs(config: pytest.Config, state: SuiteState) -> None:
         doc = gate | {
             "model": state.model.given, "spec": state.setup.model, "run_id": state.run_id,
             "judge": config.getoption("vsc_judge"), "flips": [f.to_dict() for f in session_flips(state)],
+            "model_revision": state.setup.revision, "model_revision_source": state.revision_source,
         }  # fmt: skip
         Path(config.getoption("vsc_json")).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         state.written.append(("gate JSON", config.getoption("vsc_json")))
@@ -1051,9 +1135,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if first:  # the verdict's why, first: which configured rows were not evaluated
         tr.write_line(first, red=not state.gate.passed, yellow=state.gate.passed, bold=True)
 
-    tr.write_line(f"model {state.model.given} ({model_label(state.setup.model)}), run {state.run_id}")
+    rev = state.setup.revision
+    tr.write_line(
+        f"model {state.model.given} ({model_label(state.setup.model)}), run {state.run_id}, "
+        + (f"revision {rev} ({state.revision_source})" if rev else f"revision unknown ({state.revision_source})")
+    )
     if state.model.note:
         tr.write_line(f"note: {state.model.note}")
+    from vscbench.runner.identity import mixed_models_line
+
+    mixed = mixed_models_line(config.getoption("vsc_store"), str(state.run_id), state.expected)
+    if mixed:
+        tr.write_line(mixed, yellow=True)
     tr.write_line(_judge_line(state))
     counts: dict[str, int] = {}
     for rec in state.records.values():

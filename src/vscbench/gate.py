@@ -27,9 +27,10 @@ quick check must evaluate. PASS and QUICK PASS exit 0, everything else 1.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -291,6 +292,10 @@ def _check_scopes(source: str, path: str, scopes: Any) -> dict[str, dict[str, An
             hint = "; e.g. benchmark, half=image, category=drugs, setting=figstep, label=unsafe"
             raise VscbenchError(f"{_where(source, f'{path}.{name}')}: unknown scope{hint}")
         out[str(name)] = _check_row(source, f"{path}.{name}", row, scope_row=True)
+        if not any(k in RATES for k in out[str(name)]) and (path == "scopes" or not out[str(name)]):
+            raise VscbenchError(
+                f"{_where(source, f'{path}.{name}')}: no rate ({' or '.join(RATES)}): the row would check nothing"
+            )
     return out
 
 
@@ -411,6 +416,48 @@ def _parse_thresholds(doc: Any, source: str) -> Thresholds:
     return Thresholds(source, defaults, scopes, models, flips, baseline, quick)
 
 
+def _unique_key_loader() -> Any:
+    """A YAML SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (the last one would silently win)", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
+def check_model_names(th: Thresholds, aliases: Collection[str], root: str | Path | None = None) -> None:
+    """Every ``models:`` entry must name a model alias, an engine spec (``openai/…``) or a checkpoint folder
+    (relative to ``root``); a typo (``gpt-4o-mnii``) would otherwise never apply. One line naming the known."""
+    from vscbench.models.base import parse_model_spec
+
+    for name in th.models:
+        if name in aliases or name == "tiny":
+            continue
+        try:
+            parse_model_spec(name)
+            continue
+        except VscbenchError:
+            pass
+        if Path(root or ".", name).expanduser().is_dir():
+            continue
+        close = difflib.get_close_matches(name, list(aliases), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise VscbenchError(
+            f"{th.source}: models.{name}: names no model alias, engine spec (PROVIDER/MODEL) or checkpoint "
+            f"folder{hint}; known aliases: {', '.join(sorted(aliases))}"
+        )
+
+
 def load_thresholds(path: str | Path) -> Thresholds:
     """Read and validate a thresholds YAML file (one error line for a missing, unreadable or bad file)."""
     try:
@@ -425,7 +472,7 @@ def load_thresholds(path: str | Path) -> Thresholds:
     except (OSError, UnicodeDecodeError) as exc:
         raise VscbenchError(f"{p}: cannot read the thresholds file ({exc})") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -64,6 +64,15 @@ CREATE TABLE IF NOT EXISTS labels (
     created_at REAL NOT NULL,
     PRIMARY KEY (run_id, item_id, judge_id)
 );
+CREATE TABLE IF NOT EXISTS claims (
+    run_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (run_id, item_id)
+);
 CREATE TABLE IF NOT EXISTS artifacts (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
     name TEXT NOT NULL,
@@ -162,6 +171,38 @@ def check_run_id(run_id: str, flag: str = "--run-id") -> str:
         shown = ", ".join(repr(c) for c in bad)
         raise VscbenchError(f"{flag}: run id {run_id!r} has {shown}; use only letters, digits, '.', '_' or '-'")
     return run_id
+
+
+#: Seconds a claim on a request lasts unless its owner renews it (the runner renews every third of it).
+CLAIM_LEASE_S = 60.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class ClaimOwner:
+    """Who holds a claim: a process on a host (a dead pid on this host frees its claims at once) and a token
+    (two owners in one process stay apart)."""
+
+    owner: str
+    host: str
+    pid: int
+
+    @classmethod
+    def this_process(cls) -> ClaimOwner:
+        import secrets
+        import socket
+
+        host, pid = socket.gethostname(), os.getpid()
+        return cls(f"{host}:{pid}:{secrets.token_hex(4)}", host, pid)
 
 
 @dataclass(frozen=True)
@@ -447,6 +488,62 @@ class Store:
         if not include_errors:
             q += " AND status != 'error'"
         return {r[0] for r in self._db.execute(q, (run_id,))}
+
+    # -- claims: one request in flight per item, across processes -----------------------------------
+    def claim(
+        self, run_id: str, item_ids: Iterable[str], owner: ClaimOwner, lease_s: float = CLAIM_LEASE_S
+    ) -> tuple[set[str], set[str]]:
+        """Claim the items for ``owner`` before sending them. Returns ``(mine, held)``: the items now claimed
+        by ``owner``, and those another live owner holds (in flight elsewhere: wait for their answers). An
+        item that already has an answer (not an error) is in neither. A claim is free when its owner's process
+        on this host is gone, or, for an owner on another host, when its lease ran out."""
+        now = time.time()
+        mine: set[str] = set()
+        held: set[str] = set()
+        with self.transaction() as db:
+            answered = {
+                r[0] for r in db.execute("SELECT item_id FROM responses WHERE run_id=? AND status != 'error'", (run_id,))
+            }
+            current = {
+                r[0]: (r[1], r[2], r[3], r[4])
+                for r in db.execute("SELECT item_id, owner, host, pid, expires_at FROM claims WHERE run_id=?", (run_id,))
+            }
+            take = []
+            for iid in item_ids:
+                if iid in answered:
+                    continue
+                c = current.get(iid)
+                # this host: the owner's process decides (a long batch that stalls the heartbeat keeps its
+                # claims; a killed session frees them at once); another host: the lease
+                live = c is not None and (_pid_alive(int(c[2])) if c[1] == owner.host else c[3] > now)
+                if c is not None and c[0] != owner.owner and live:
+                    held.add(iid)
+                    continue
+                mine.add(iid)
+                take.append((run_id, iid, owner.owner, owner.host, owner.pid, now + lease_s))
+            db.executemany(
+                "INSERT OR REPLACE INTO claims(run_id, item_id, owner, host, pid, expires_at) VALUES (?,?,?,?,?,?)",
+                take,
+            )
+        return mine, held
+
+    def renew_claims(self, run_id: str, owner: ClaimOwner, lease_s: float = CLAIM_LEASE_S) -> None:
+        """Extend ``owner``'s claims on the run (its heartbeat)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE claims SET expires_at=? WHERE run_id=? AND owner=?", (time.time() + lease_s, run_id, owner.owner)
+            )
+
+    def release_claims(self, run_id: str, owner: ClaimOwner, item_ids: Iterable[str] | None = None) -> None:
+        """Drop ``owner``'s claims on the run (all of them, or ``item_ids``)."""
+        with self.transaction() as db:
+            if item_ids is None:
+                db.execute("DELETE FROM claims WHERE run_id=? AND owner=?", (run_id, owner.owner))
+            else:
+                db.executemany(
+                    "DELETE FROM claims WHERE run_id=? AND item_id=? AND owner=?",
+                    [(run_id, iid, owner.owner) for iid in item_ids],
+                )
 
     # -- labels -----------------------------------------------------------------------------------
     def put_labels(

@@ -145,7 +145,8 @@ class OpenAIProvider:
             input_tokens=getattr(usage, "prompt_tokens", None),
             output_tokens=getattr(usage, "completion_tokens", None),
             model=getattr(resp, "model", None) or self.model,
-            raw={"id": getattr(resp, "id", None), "refusal": refusal} if refusal else {},
+            raw=({"id": getattr(resp, "id", None), "refusal": refusal} if refusal else {})
+            | ({"system_fingerprint": fp} if (fp := getattr(resp, "system_fingerprint", None)) else {}),
         )
 
     def _blocked_by_error(self, request: Request, exc: Exception) -> Response | None:

@@ -32,9 +32,10 @@ import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -47,7 +48,7 @@ from vscbench.hashing import sha256_file
 from vscbench.models.base import Provider, parse_model_spec
 from vscbench.runner.core import ExecStats, Limits, RetryPolicy, execute
 from vscbench.runner.select import Selection, balanced_sample, check_selection, filter_by_ids, read_item_ids
-from vscbench.store import Store, check_run_id
+from vscbench.store import CLAIM_LEASE_S, ClaimOwner, Store, check_run_id
 from vscbench.types import GenConfig, Item, Request, Response, Status
 
 RUN_KIND = "generation"
@@ -186,6 +187,20 @@ def select_items(
     return Selected(sendable, excluded, [it for it in items if it.id in excluded])
 
 
+def check_items_file(paths: DataPaths, selection: Selection) -> None:
+    """``--items FILE``: readable, and every id in it an item of the selection; checked before the store is
+    opened (one line naming the file and the entry)."""
+    if not selection.items_file:
+        return
+    ids = read_item_ids(selection.items_file)
+    if not ids:
+        raise VscbenchError(f"--items {selection.items_file}: names no item id")
+    items = load_items(
+        paths, half=selection.half, settings=selection.settings or None, categories=selection.categories or None
+    )
+    filter_by_ids(items, ids, selection.items_file)
+
+
 def reason_label(reason: str) -> str:
     """A short name for why an item was never sent (``blank query``, ``calibration split``, ...)."""
     if reason == CALIBRATION_SPLIT_NOTE or "calibration split" in reason:
@@ -212,9 +227,10 @@ def _finite(flag: str, value: float | None) -> None:
 
 
 def check_options(
-    config: GenConfig, limits: Limits, policy: RetryPolicy, batch_size: int | None = None
+    config: GenConfig, limits: Limits, policy: RetryPolicy, batch_size: int | None = None, flag_prefix: str = "--"
 ) -> None:
-    """Refuse out-of-range generation, execution and batch options (one line naming the flag)."""
+    """Refuse out-of-range generation, execution and batch options (one line naming the flag, spelt with
+    ``flag_prefix``: ``--vsc-`` in the suite)."""
     checks: list[tuple[str, float | None, bool, str]] = [
         ("--max-tokens", config.max_tokens, config.max_tokens >= 1, "must be at least 1"),
         ("--temperature", config.temperature, config.temperature >= 0, "must be zero or more"),
@@ -230,10 +246,11 @@ def check_options(
     if batch_size is not None:
         checks.append(("--batch-size", batch_size, batch_size >= 1, "must be at least 1"))
     for flag, value, ok, why in checks:
+        shown = flag_prefix + flag.removeprefix("--")
         if flag != "--timeout":
-            _finite(flag, value)
+            _finite(shown, value)
         if value is not None and (value != value or not ok):  # NaN fails every comparison
-            raise VscbenchError(f"{flag} {value:g}: {why}")
+            raise VscbenchError(f"{shown} {value:g}: {why}")
 
 
 def calibration_facts(manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -485,6 +502,7 @@ def run_generation(
     progress: bool | None = None,
     provider: Provider | None = None,
     only_selected: bool = False,
+    model_revision: str | None = None,
 ) -> RunResult:
     """Create or resume a generation run and answer every pending item (see the module invariants).
 
@@ -517,11 +535,13 @@ def run_generation(
         if held is not None:
             held_out |= held()
     paths = resolve_paths(root, metadata)
+    check_items_file(paths, selection)  # before the store is opened: a bad file leaves no trace
     wanted: dict[str, Any] = {
         "model": model,
         "config": config.to_dict(),
         "calibration_specs": list(calibrations),
     }
+    revision = {"model_revision": model_revision} if model_revision else {}
     with Store(store) as st, contextlib.ExitStack() as planning:
         # Planning and recording hold the store's lock (another process may resume the same run now, as
         # the suite's xdist workers do); it is released before the first request is sent.
@@ -553,7 +573,7 @@ def run_generation(
                     _check_base_url(plan.run_id, plan.stored, prov.describe())
                 return await _run(
                     st, prov, provider_name, wanted, paths, plan, selection, config, cals, limits, policy,
-                    retry_errors, progress, planning.close, only_selected,
+                    retry_errors, progress, planning.close, only_selected, revision,
                 )  # fmt: skip
             finally:
                 if own_provider:
@@ -616,6 +636,66 @@ async def execute_to_store(
     )
 
 
+#: Seconds between looks at the items another process has in flight.
+CLAIM_POLL_S = 0.2
+
+
+async def _with_heartbeat(store: Store, run_id: str, owner: ClaimOwner, job: Awaitable[ExecStats]) -> ExecStats:
+    """Await ``job`` while renewing ``owner``'s claims every third of their lease."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(CLAIM_LEASE_S / 3)
+            store.renew_claims(run_id, owner)
+
+    task = asyncio.create_task(beat())
+    try:
+        return await job
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _send_claimed(
+    store: Store,
+    run_id: str,
+    provider: Provider,
+    requests: Sequence[Request],
+    owner: ClaimOwner,
+    mine: set[str],
+    held: set[str],
+    sent_ids: set[str],
+    *,
+    limits: Limits,
+    policy: RetryPolicy,
+    progress: bool | None,
+) -> ExecStats:
+    """Send the requests ``owner`` claimed; then wait for those another process holds: each ends answered
+    there, or its claim frees (that process died, its lease ran out) and it is claimed and sent here.
+    ``sent_ids`` gathers what was sent here."""
+    total = ExecStats()
+    batch = [r for r in requests if r.item_id in mine]
+    waiting = set(held)
+    while True:
+        if batch:
+            got = await _with_heartbeat(
+                store, run_id, owner,
+                execute_to_store(store, run_id, provider, batch, limits=limits, policy=policy, progress=progress),
+            )  # fmt: skip
+            sent_ids.update(r.item_id for r in batch)
+            for name in ("done", "ok", "blocked", "empty", "errors", "retries"):
+                setattr(total, name, getattr(total, name) + getattr(got, name))
+            total.wall_s += got.wall_s
+            store.release_claims(run_id, owner, [r.item_id for r in batch])
+        if not waiting:
+            return total
+        await asyncio.sleep(CLAIM_POLL_S)
+        waiting -= store.completed_item_ids(run_id)  # answered (or errored) where it was in flight
+        mine, waiting = store.claim(run_id, sorted(waiting), owner)
+        batch = [r for r in requests if r.item_id in mine]
+
+
 async def aclose_quietly(provider: Provider) -> None:
     """Close ``provider``; an error while closing is swallowed so it never masks the run's own outcome."""
     try:
@@ -640,6 +720,7 @@ async def _run(
     progress: bool | None,
     done_planning: Callable[[], None] = lambda: None,
     only_selected: bool = False,
+    revision: Mapping[str, Any] = MappingProxyType({}),
 ) -> RunResult:
     run_id = plan.run_id
     # An in-process model (hf/) answers in batches: let at least a batch of requests queue up.
@@ -669,6 +750,7 @@ async def _run(
             "excluded_items": plan.excluded,
             "vscbench_version": __version__,
             "created_at": time.time(),
+            **revision,
         }
         store.create_run(run_id, kind=RUN_KIND, model=wanted["model"], manifest=manifest, items=plan.items)
     if plan.excluded_items:
@@ -715,14 +797,21 @@ async def _run(
             patch["added_selections"] = [*manifest.get("added_selections", []), selection.to_dict()]
     store.update_manifest(run_id, patch)
     invocation_index = len(patch["invocations"]) - 1
+    # Claimed under the planning lock: what another process (a second session on this store) has in flight
+    # is waited for, never sent twice.
+    owner = ClaimOwner.this_process()
+    mine, held = store.claim(run_id, [r.item_id for r in requests], owner)
     done_planning()
 
     stats = ExecStats()
+    sent_ids: set[str] = set()
     try:
-        stats = await execute_to_store(
-            store, run_id, provider, requests, limits=limits, policy=policy, progress=progress
-        )
+        stats = await _send_claimed(
+            store, run_id, provider, requests, owner, mine, held, sent_ids, limits=limits, policy=policy,
+            progress=progress,
+        )  # fmt: skip
     finally:
+        store.release_claims(run_id, owner)
         with store.exclusive():
             counts = store.counts(run_id)
             finished = time.time()
@@ -743,7 +832,6 @@ async def _run(
             )
     example = None
     if stats.errors:
-        sent_ids = {r.item_id for r in requests}
         example = next(
             (
                 r.error
@@ -757,7 +845,7 @@ async def _run(
         store_path=store.path,
         counts=counts,
         stats=stats,
-        sent=len(requests),
+        sent=len(sent_ids),
         skipped=len(to_send) - len(pending),
         excluded=plan.excluded,
         resumed=plan.resumed,
@@ -805,6 +893,8 @@ class ModelSetup:
     batch_size: int | None = None
     limits: Limits = Limits()
     policy: RetryPolicy = RetryPolicy()
+    #: The model revision the run records (see :mod:`vscbench.models.revision`); not part of :meth:`key`.
+    revision: str | None = None
 
     def key(self) -> str:
         """12 hex digits over what decides a response (model, base-URL host, generation config and
@@ -825,9 +915,9 @@ class ModelSetup:
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", model.rstrip("/").rsplit("/", 1)[-1]).strip("-.") or "model"
         return f"{prefix}-{stem[:40]}-{self.key()}"
 
-    def check(self) -> None:
+    def check(self, flag_prefix: str = "--") -> None:
         """The option checks of :func:`generate`, with nothing loaded, sent or written."""
-        check_options(self.config, self.limits, self.policy, self.batch_size)
+        check_options(self.config, self.limits, self.policy, self.batch_size, flag_prefix)
         from vscbench.models.factory import check_spec
 
         check_spec(self.model, base_url=self.base_url)
@@ -878,6 +968,7 @@ def generate(
         progress=progress,
         provider=provider,
         only_selected=only_selected,
+        model_revision=setup.revision,
     )
 
 
