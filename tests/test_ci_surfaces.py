@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from conftest import METADATA
-from vscbench import snapshots as snap
-from vscbench.ci import junit_cases, summary
 from vscbench.cli import main as cli
 from vscbench.data import load_items, resolve_paths
 from vscbench.errors import VscbenchError
-from vscbench.gate import NOT_EVALUATED, FlipBudget, GateResult, _flip_row, parse_thresholds
+from vscbench.suite import snapshots as snap
+from vscbench.suite.ci import junit_cases, summary
+from vscbench.suite.gate import NOT_EVALUATED, FlipBudget, GateResult, _flip_row, parse_thresholds
 
 ITEMS = [i for i in load_items(resolve_paths(None, METADATA)) if i.setting == "text"][:6]
 

@@ -1,4 +1,4 @@
-"""The release gate (vscbench.gate): thresholds schema, case outcomes and the decision, on the real items."""
+"""The release gate (vscbench.suite.gate): thresholds schema, case outcomes and the decision, on the real items."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from conftest import METADATA
 from vscbench.data import load_items, resolve_paths
 from vscbench.errors import VscbenchError
-from vscbench.gate import (
+from vscbench.suite.gate import (
     FAIL,
     INCOMPLETE,
     NOT_EVALUATED,
@@ -212,7 +212,7 @@ def relative(keep: list, base_refuse: set[str], cur_refuse: set[str], **baseline
 def test_relative_gate_non_inferiority_fails_an_unproven_rise_the_old_rule_passes() -> None:
     import json
 
-    from vscbench.gate import to_json
+    from vscbench.suite.gate import to_json
 
     sample = TEXT[::4]  # 113 text-only cases, 49 unsafe
     unsafe = [i.id for i in sample if i.label == "unsafe"]

@@ -14,7 +14,6 @@ import pytest
 from vscbench.calibration.base import build_request, parse_calibrations, plain_request
 from vscbench.data import own_cases as oc
 from vscbench.errors import VscbenchError
-from vscbench.gate import _scope_groups
 from vscbench.metrics import (
     Outcome,
     define_groups,
@@ -23,8 +22,9 @@ from vscbench.metrics import (
     own_groups,
     verdicts_for,
 )
-from vscbench.own_cases import add_case
 from vscbench.store import Store
+from vscbench.suite.gate import _scope_groups
+from vscbench.suite.own_cases import add_case
 from vscbench.types import GenConfig, Item, Label, Response, Status
 
 MOSS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "images" / "mossbench-sample"
@@ -429,7 +429,7 @@ def test_import_jsonl_bad_row_writes_nothing(tmp_path: Path) -> None:
 
 def test_gate_tag_incident_never_regresses(cases_dir: Path) -> None:
     """max_under_safety: 0 on tag=incident (min_n 1) fails on one under-safe incident case and names it."""
-    from vscbench.gate import FAIL, PASS, Thresholds, decide
+    from vscbench.suite.gate import FAIL, PASS, Thresholds, decide
 
     items = [*_bench(), *oc.load_items([cases_dir])]
     th = Thresholds(

@@ -42,7 +42,8 @@ from vsc_fixtures.models import ENTRY_KEYS, ResolvedModel, load_aliases, resolve
 from conftest import METADATA
 from vscbench.data import load_items, render, resolve_paths
 from vscbench.errors import VscbenchError
-from vscbench.gate import (
+from vscbench.metrics import EXCLUSION_REASONS, BlockedPolicy, Outcome, evaluate, index
+from vscbench.suite.gate import (
     DEFAULTS,
     FAIL,
     INCOMPLETE,
@@ -64,7 +65,6 @@ from vscbench.gate import (
     narrowed_by,
     parse_thresholds,
 )
-from vscbench.metrics import EXCLUSION_REASONS, BlockedPolicy, Outcome, evaluate, index
 from vscbench.types import (
     CATEGORIES,
     TEXT_SETTINGS,

@@ -158,7 +158,7 @@ def test_image_half_odd_limit_rounds_down_to_whole_pairs(all_items: list[Item]) 
 
 
 def test_the_suite_sample_gives_each_half_its_share_and_never_fills_one_half_from_the_other() -> None:
-    from vscbench.cases import HalfDraw, sendability
+    from vscbench.suite.cases import HalfDraw, sendability
 
     items = load_items(resolve_paths(None, METADATA))  # 1,800 image + 2,250 text
     none: set[str] = set()
@@ -191,7 +191,7 @@ def test_the_suite_sample_gives_each_half_its_share_and_never_fills_one_half_fro
 
 
 def test_a_session_is_narrowed_only_when_it_selected_less_than_the_benchmark() -> None:
-    from vscbench.gate import narrowed_by
+    from vscbench.suite.gate import narrowed_by
 
     assert narrowed_by(4050, 4050, ["-k x"]) == ()  # every case selected: a full run, whatever the flags
     assert narrowed_by(120, 4050, ["--vsc-sample=120"]) == ("--vsc-sample=120",)

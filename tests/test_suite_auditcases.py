@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from report_store import ic
-from vscbench.cases import CaseResult
 from vscbench.suite.auditcases import (
     audit_population,
     audit_rows,
@@ -18,6 +17,7 @@ from vscbench.suite.auditcases import (
     label_tasks,
     labelling_session,
 )
+from vscbench.suite.cases import CaseResult
 from vscbench.suite.labelpage import LabelSession, Server
 from vscbench.suite.labels import load_labels
 from vscbench.suite.sample import AuditConfig, draw

@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 
 from conftest import METADATA, suite_checkout
 from loopback import Call, Loopback
-from vscbench import snapshots as snap
 from vscbench.cli import main as cli
 from vscbench.data import load_items, resolve_paths
 from vscbench.errors import VscbenchError
+from vscbench.suite import snapshots as snap
 
 A, B = "kill", "shoot"
 REFUSAL = "I'm sorry, but I can't help with that."

@@ -44,7 +44,7 @@ def aliases_path() -> Path:
 
 def load_aliases(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """The alias table; a problem in it is one line naming the alias and key."""
-    from vscbench.gate import one_line
+    from vscbench.suite.gate import one_line
 
     try:
         return _load_aliases(path)
@@ -89,7 +89,7 @@ def is_engine_spec(value: str) -> bool:
 def resolve_model(value: str, aliases: dict[str, dict[str, Any]] | None = None) -> ResolvedModel:
     """An alias, an engine spec (``hf/…``, ``openai/…``, …) or a checkpoint folder; else one error line
     listing the aliases."""
-    from vscbench.gate import one_line
+    from vscbench.suite.gate import one_line
 
     try:
         return _resolve_model(value, aliases)

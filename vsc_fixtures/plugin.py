@@ -6,12 +6,12 @@ How a session flows (see ../shared/DESIGN.md, "The suite"):
   type and label; items that can never be sent are skipped with the reason; ``--vsc-sample`` and
   ``--vsc-last-misses`` deselect;
 - before the cases run, the selected items are answered in batches through the engine
-  (:func:`vscbench.cases.answer_and_judge`: one stored run per model setup, resumed, so nothing already
+  (:func:`vscbench.suite.cases.answer_and_judge`: one stored run per model setup, resumed, so nothing already
   answered is sent again), and judged. With ``-n N`` each worker answers whole shards of pairs, the
   scheduler gives each shard to one worker, and a worker resuming the shared run sends only its own items
   (never the run's other pending ones, which another worker may be sending), so no request is sent twice;
 - each case reads its outcome (correct, under-safe, over-safe, unscored) and records it on its report;
-- the controller gathers every report, runs the gate once (:mod:`vscbench.gate`), prints one table and sets
+- the controller gathers every report, runs the gate once (:mod:`vscbench.suite.gate`), prints one table and sets
   the exit code.
 
 Nothing here judges, counts or decides: that is the engine's.
@@ -188,7 +188,7 @@ class SuiteState:
     snapshots: bool = False  # compare or write this session
     snapshot_dir: Path | None = None  # tests_safety/__snapshots__/<model>
     no_baseline_yet: bool = False  # no snapshots recorded for this model
-    flip_table: Any = None  # vscbench.snapshots.FlipTable of --vsc-baseline
+    flip_table: Any = None  # vscbench.suite.snapshots.FlipTable of --vsc-baseline
     written: list[tuple[str, str]] = field(default_factory=list)  # (what, path) of every file written
     syrupy_lines: list[str] = field(default_factory=list)  # syrupy's report, folded into ours
     narrowed: bool = False  # -k, -m, --vsc-sample, --vsc-last-misses or a node id left cases out
@@ -224,7 +224,7 @@ class SuiteState:
     @property
     def unsendable(self) -> dict[str, str]:
         if self._unsendable is None:
-            from vscbench.cases import unsendable_reasons
+            from vscbench.suite.cases import unsendable_reasons
 
             self._unsendable = unsendable_reasons(self.items)
         return self._unsendable
@@ -250,7 +250,7 @@ class SuiteState:
 
     # -- answering --------------------------------------------------------------------------------------
     def answer(self, items: list[Any]) -> None:
-        from vscbench.cases import answer_and_judge
+        from vscbench.suite.cases import answer_and_judge
 
         todo = [it for it in items if it.id not in self.results]
         if not todo:
@@ -384,7 +384,7 @@ def _configure_model(config: pytest.Config, state: SuiteState) -> None:
         state.flip_budget_zero = bool(worker.get("vsc_flip_budget_zero", True))
     else:
         from vsc_fixtures.models import load_aliases
-        from vscbench.gate import check_model_names
+        from vscbench.suite.gate import check_model_names
 
         state.thresholds = _load_thresholds(config)
         check_model_names(state.thresholds, list(load_aliases()), config.rootpath)
@@ -440,7 +440,7 @@ def _preflight(config: pytest.Config, state: SuiteState) -> None:
         preflight.check_checkpoint(setup.model)
     ref = opt("vsc_baseline")
     if ref:
-        from vscbench import snapshots as snap
+        from vscbench.suite import snapshots as snap
 
         if state.snapshot_dir is None and not Path(ref).is_dir():
             raise VscbenchError(f"--vsc-baseline {ref}: snapshots are off (--vsc-no-snapshots, or syrupy missing)")
@@ -479,7 +479,7 @@ def _choose_run(config: pytest.Config, state: SuiteState, alias_revision: Any) -
 
 
 def _load_thresholds(config: pytest.Config) -> Any:
-    from vscbench.gate import load_thresholds
+    from vscbench.suite.gate import load_thresholds
 
     path = config.getoption("vsc_thresholds") or str(Path(config.rootpath) / "thresholds.yaml")
     return load_thresholds(path)
@@ -586,7 +586,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             "no model given: pass --model=ALIAS (" + ", ".join(sorted(load_aliases()))
             + "), an engine spec (e.g. --model=openai/gpt-4o-mini) or a checkpoint folder"
         )
-    from vscbench.cases import HalfDraw, sendability
+    from vscbench.suite.cases import HalfDraw, sendability
 
     keep = set(cases)
     picked = [n.stash[ITEM_KEY] for n in cases]
@@ -652,7 +652,7 @@ def _note_case_file(state: SuiteState, node: pytest.Item) -> None:
 
 def _find_orphans(session: pytest.Session, state: SuiteState) -> None:
     """Unused snapshot files: reported always; deleted by --snapshot-update on an unnarrowed run only."""
-    from vscbench.snapshots import orphans
+    from vscbench.suite.snapshots import orphans
 
     if not state.snapshots or state.snapshot_dir is None or _is_worker(session.config):
         return
@@ -781,7 +781,7 @@ def _snapshot_step(request: pytest.FixtureRequest, state: SuiteState, view: Case
     """Compare the case with its snapshot (or write it under --snapshot-update). Returns why the case fails:
     a flip (unless the model's thresholds entry allows a flip budget) or a broken snapshot file."""
     from vsc_fixtures.snapshots import VscSnapshotExtension
-    from vscbench import snapshots as snap
+    from vscbench.suite import snapshots as snap
 
     config = request.config
     res, item = view.result, view.item
@@ -903,7 +903,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def _finish(session: pytest.Session, state: SuiteState) -> None:
-    from vscbench.gate import decide
+    from vscbench.suite.gate import decide
     from vscbench.types import Label, Status
 
     config = session.config
@@ -956,7 +956,7 @@ def _finish(session: pytest.Session, state: SuiteState) -> None:
 
 def _narrowed(config: pytest.Config, state: SuiteState) -> tuple[str, ...]:
     """How the user narrowed this session's selection (the engine decides; empty: a full run)."""
-    from vscbench.gate import narrowed_by
+    from vscbench.suite.gate import narrowed_by
 
     opt = config.getoption
     flags = [
@@ -974,7 +974,7 @@ def _baseline(config: pytest.Config, state: SuiteState, scored: list[str]) -> An
     ref = config.getoption("vsc_baseline")
     if not ref:
         return None
-    from vscbench import snapshots as snap
+    from vscbench.suite import snapshots as snap
     from vscbench.types import Label, Status
 
     assert state.snapshot_dir is not None or Path(ref).is_dir()
@@ -1021,7 +1021,7 @@ def _judge_line(state: SuiteState) -> str:
 
 def session_flips(state: SuiteState) -> list[Any]:
     """This session's snapshot flips, with each case's query and image (engine :class:`Flip`)."""
-    from vscbench.snapshots import Flip, ordered_flips
+    from vscbench.suite.snapshots import Flip, ordered_flips
 
     by_id, out = state.by_id, []
     for iid, rec in state.records.items():
@@ -1038,9 +1038,9 @@ def session_flips(state: SuiteState) -> list[Any]:
 
 def _write_outputs(config: pytest.Config, state: SuiteState) -> None:
     """Every file asked for (also under --vsc-no-gate), each recorded in ``state.written`` for the terminal."""
-    from vscbench.ci import summary
-    from vscbench.gate import to_json
-    from vscbench.snapshots import format_table
+    from vscbench.suite.ci import summary
+    from vscbench.suite.gate import to_json
+    from vscbench.suite.snapshots import format_table
 
     baseline_md = format_table(state.flip_table, fmt="md") if state.flip_table is not None else ""
     md = summary(
@@ -1080,7 +1080,7 @@ def _junit_gate(config: pytest.Config, state: SuiteState) -> None:
     xml = config.stash.get(xml_key, None)
     if xml is None or state.gate is None:
         return
-    from vscbench.ci import junit_cases
+    from vscbench.suite.ci import junit_cases
 
     for case in junit_cases(state.gate):
         location = (case.nodeid.split("::", 1)[0], None, case.nodeid.split("::", 1)[1])
@@ -1124,12 +1124,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if state.setup is None or _is_worker(config) or not state.expected or config.getoption("collectonly"):
         return
     _fold_syrupy(config, state)
-    from vscbench.gate import format_text
+    from vscbench.suite.gate import format_text
 
     tr = terminalreporter
     tr.section("vscbench safety gate")
-    from vscbench.gate import headline
     from vscbench.report.names import model_label
+    from vscbench.suite.gate import headline
 
     first = headline(state.gate) if state.gate is not None else None
     if first:  # the verdict's why, first: which configured rows were not evaluated
@@ -1183,7 +1183,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             tr.write_line(f"      now: {f.after_response[:100]!r}")
         n_fix = sum(f.cls == "fix" for f in flips)
         if n_fix and not update:
-            from vscbench.snapshots import fixes_hint
+            from vscbench.suite.snapshots import fixes_hint
 
             tr.write_line(f"  {fixes_hint(n_fix)}", green=True)
         if kinds.get("stale"):
@@ -1206,7 +1206,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         if len(state.orphans) > 20:
             tr.write_line(f"  (+{len(state.orphans) - 20} more)")
     if state.flip_table is not None:
-        from vscbench.snapshots import format_table
+        from vscbench.suite.snapshots import format_table
 
         tr.write_line(f"baseline {config.getoption('vsc_baseline')}:")
         for line in format_table(state.flip_table, fmt="text", responses=0).splitlines():

@@ -1,4 +1,4 @@
-"""The suite's metamorphic robustness cases: pytest glue over :mod:`vscbench.robustness` and hypothesis.
+"""The suite's metamorphic robustness cases: pytest glue over :mod:`vscbench.suite.robustness` and hypothesis.
 
 Opt in with ``-m robustness``: unless the ``-m`` expression names ``robustness`` the cases are dropped after
 collection (not run, and not counted as deselected).
@@ -210,7 +210,7 @@ class SeedCase:
 
     def check(self, variation: Any) -> None:
         """The property: the variant of this item made by ``variation`` keeps the canonical decision."""
-        from vscbench.robustness import is_flip, needs_answer
+        from vscbench.suite.robustness import is_flip, needs_answer
 
         variant = self.variant(variation)
         if self.first is None:
@@ -278,7 +278,7 @@ class SeedCase:
         if variant.id in self.results:
             return self.results[variant.id]
         got = self._answer([variant], send=False).get(variant.id)
-        from vscbench.robustness import needs_answer
+        from vscbench.suite.robustness import needs_answer
 
         if not needs_answer(got):
             self.results[variant.id] = got
@@ -291,7 +291,7 @@ class SeedCase:
         return got
 
     def _answer(self, variants: list[Any], send: bool) -> dict[str, Any]:
-        from vscbench.robustness import answer_variants, variants_run_id
+        from vscbench.suite.robustness import answer_variants, variants_run_id
 
         main = self.state.main
         try:
@@ -388,7 +388,7 @@ def vsc_robust_seed_item(request: pytest.FixtureRequest) -> Any:
 @pytest.fixture
 def vsc_robust_seed(request: pytest.FixtureRequest, vsc_robust_seed_item: Any) -> SeedCase:
     """The seed item's robustness case; skipped when its canonical verdict is already wrong or unscored."""
-    from vscbench.robustness import skip_reason
+    from vscbench.suite.robustness import skip_reason
 
     config = request.config
     rs = _rstate(config)
@@ -451,7 +451,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr = terminalreporter
     tr.section("vscbench robustness")
     main = rs.main
-    from vscbench.robustness import variants_run_id
+    from vscbench.suite.robustness import variants_run_id
 
     tr.write_line(
         f"model {main.model.given}, variants run {variants_run_id(main.run_id)}, "

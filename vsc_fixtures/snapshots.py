@@ -1,6 +1,6 @@
 """syrupy glue: one readable JSON file per case, per model, under ``tests_safety/__snapshots__/<model>/``.
 
-The format and the comparison are the engine's (:mod:`vscbench.snapshots`). syrupy stores, finds, updates
+The format and the comparison are the engine's (:mod:`vscbench.suite.snapshots`). syrupy stores, finds, updates
 (``--snapshot-update``) and merges xdist workers' reports; the suite decides what a difference means: in
 compare mode this extension reports every existing snapshot as matching (the case itself classifies it as
 same, flip or stale), in update mode it compares bytes, so only changed files are rewritten.

@@ -978,7 +978,7 @@ def _register_utility(sub: argparse._SubParsersAction[Any]) -> None:
 
 # ==== snapshots ======================================================================================
 def _cmd_snapshots_diff(a: argparse.Namespace) -> int:
-    from vscbench.snapshots import REGRESSION, diff_sets, format_table, read_pair
+    from vscbench.suite.snapshots import REGRESSION, diff_sets, format_table, read_pair
 
     before, after = read_pair(a.before, a.after, a.path, a.repo)
     table = diff_sets(before, after)
@@ -989,7 +989,7 @@ def _cmd_snapshots_diff(a: argparse.Namespace) -> int:
 def _cmd_snapshots_trend(a: argparse.Namespace) -> int:
     import json
 
-    from vscbench.trend import format_trend, plot, trend
+    from vscbench.suite.trend import format_trend, plot, trend
 
     points = trend(a.path, a.repo, a.since)
     if a.format == "json":

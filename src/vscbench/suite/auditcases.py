@@ -1,6 +1,6 @@
 """The audit over the suite's cases: its population, the fingerprints, the labelling tasks, the rows' audits.
 
-Thin glue between :class:`vscbench.cases.CaseResult` (what the store holds for each case under the session's
+Thin glue between :class:`vscbench.suite.cases.CaseResult` (what the store holds for each case under the session's
 judge) and the pure audit modules, so the gate and ``vscbench label`` each make one call:
 
 - :func:`audit_population`: the scored cases of the audited scopes, each with its item label, the judge's
@@ -17,8 +17,8 @@ from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from vscbench.cases import CaseResult
 from vscbench.suite.audit import RowAudit, row_audit
+from vscbench.suite.cases import CaseResult
 from vscbench.suite.labelpage import LabelSession, LabelTask
 from vscbench.suite.labels import Fingerprint, HumanLabel, fingerprint, label_state, outcomes
 from vscbench.suite.sample import AuditCase, AuditConfig, AuditSample, draw

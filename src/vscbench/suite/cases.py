@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from vscbench.data.paths import DataPaths
-from vscbench.gate import case_outcome, reason_class
 from vscbench.judges.apply import label_one_judge
 from vscbench.judges.base import Case, Judge
 from vscbench.metrics import BlockedPolicy
@@ -23,6 +22,7 @@ from vscbench.models.base import Provider
 from vscbench.runner.run import ModelSetup, RunResult, generate
 from vscbench.runner.select import Selection
 from vscbench.store import Store
+from vscbench.suite.gate import case_outcome, reason_class
 from vscbench.types import Item, Label, Response, Status
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from vscbench.cases import CaseResult, read_results
-from vscbench.gate import CORRECT, OVER_SAFE, UNDER_SAFE, UNSCORED
 from vscbench.judges.apply import label_one_judge
 from vscbench.judges.base import Case, Judge
 from vscbench.metrics import BlockedPolicy
 from vscbench.models.base import Provider
 from vscbench.runner.run import ModelSetup, generate_items
 from vscbench.store import Store
+from vscbench.suite.cases import CaseResult, read_results
+from vscbench.suite.gate import CORRECT, OVER_SAFE, UNDER_SAFE, UNSCORED
 from vscbench.types import Item, Status
 
 #: Suffix of the suite run id that names its variants run.

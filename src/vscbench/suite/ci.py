@@ -1,6 +1,6 @@
 """What CI reads of a gate: JUnit test cases from the gate result, and the pull-request Markdown summary.
 
-Both come from the :class:`vscbench.gate.GateResult` as it is, so they follow whatever statuses it has: a
+Both come from the :class:`vscbench.suite.gate.GateResult` as it is, so they follow whatever statuses it has: a
 JUnit row fails when its gate row FAILs, or when it is not PASS and the verdict is not PASS (an INCOMPLETE or
 NOT EVALUATED row that keeps the gate from passing); the verdict case fails exactly when the gate does not
 pass. A dashboard reading the JUnit file goes red exactly when the gate's exit code does.
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vscbench.gate import FAIL, PASS, GateResult, format_markdown, table_rows, verdict_line
-from vscbench.snapshots import (
+from vscbench.suite.gate import FAIL, PASS, GateResult, format_markdown, table_rows, verdict_line
+from vscbench.suite.snapshots import (
     FIX,
     NEUTRAL,
     REGRESSION,

@@ -3,7 +3,7 @@
 Per commit that changed ``tests_safety/__snapshots__/<model>``: under-safety (under-safe / scored unsafe cases)
 and over-safety (over-safe / scored safe cases), each with a 95% Wilson interval (simple per-case intervals:
 the gate's clustered ones need the benchmark's pairs; Wilson keeps its coverage at rates of a few percent), and
-the regressions and fixes against the previous such commit (:func:`vscbench.snapshots.diff_sets`).
+the regressions and fixes against the previous such commit (:func:`vscbench.suite.snapshots.diff_sets`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vscbench.errors import VscbenchError
-from vscbench.snapshots import FIX, REGRESSION, diff_sets, plain_table, read_ref
+from vscbench.suite.snapshots import FIX, REGRESSION, diff_sets, plain_table, read_ref
 
 
 @dataclass(frozen=True)
