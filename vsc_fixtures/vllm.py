@@ -80,8 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         if config.getoption("vsc_vllm_timeout") is not None and config.getoption("vsc_vllm_timeout") <= 0:
             raise VscbenchError(f"--vsc-vllm-timeout {config.getoption('vsc_vllm_timeout')}: must be positive")
-        if vs.shutil.which(vs.EXECUTABLE) is None:
-            vs.VllmServer(vs.ServerSpec("-")).start()  # raises the one line naming the pip command
+        vs.require_vllm()
         if model_vllm and not config.pluginmanager.has_plugin("dsession"):
             _model_spec(config, state)  # sizes vs GPUs (each worker checks its own share)
     except VscbenchError as exc:
@@ -145,11 +144,12 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
                     config.option.vsc_judge_base_url = state.setup.base_url  # the same checkpoint: share
                     say(f"vllm: the judge shares the model's server ({model})")
                     continue
+                worker = _worker(config)
                 spec = session_server_spec(
                     model, args=list(config.getoption("vsc_judge_vllm_arg")),
                     timeout_s=config.getoption("vsc_vllm_timeout"),
-                    log_path=_logs(config) / f"vllm-judge-{state.run_id}{'-gw%d' % w[0] if (w := _worker(config)) else ''}.log",
-                    worker=_worker(config),
+                    log_path=_logs(config) / f"vllm-judge-{state.run_id}{f'-gw{worker[0]}' if worker else ''}.log",
+                    worker=worker,
                 )  # fmt: skip
                 jsrv = servers.enter_context(VllmServer(spec, progress=say))
                 say(f"vllm: judge {model} at {jsrv.base_url} (pid {jsrv.pid}, log {jsrv.log_path})")

@@ -217,6 +217,17 @@ def session_server_spec(
     )  # fmt: skip
 
 
+def require_vllm(executable: str = EXECUTABLE) -> str:
+    """The path of the ``vllm`` executable, or the one error line naming the pip command."""
+    exe = shutil.which(executable)
+    if exe is None:
+        raise VscbenchError(
+            f"vllm is not installed ('{executable}' is not on PATH): {PIP} (Linux with a CUDA GPU), or "
+            "attach to a running server with --model=openai-compatible/NAME --vsc-base-url=URL"
+        )
+    return exe
+
+
 def port_is_free(port: int, host: str = HOST) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
@@ -359,12 +370,7 @@ class VllmServer:
         self.stop()
 
     def start(self) -> VllmServer:
-        exe = shutil.which(self.executable)
-        if exe is None:
-            raise VscbenchError(
-                f"vllm is not installed ('{self.executable}' is not on PATH): {PIP} (Linux with a CUDA GPU), or "
-                "attach to a running server with --model=openai-compatible/NAME --vsc-base-url=URL"
-            )
+        exe = require_vllm(self.executable)
         _install_cleanup()
         log = self.log_path or Path("vscbench_runs") / "logs" / f"vllm-{os.getpid()}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
