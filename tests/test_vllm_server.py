@@ -245,3 +245,28 @@ def test_rubric_judge_on_vllm_sees_the_image_and_starts_and_stops_its_own_server
 def _no_server_left() -> Iterator[None]:
     yield
     vs.stop_all()
+
+
+def test_rubric_judge_in_process_goes_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image: Path) -> None:
+    """``rubric:hf/<model>``: the judge model runs in this process, ``concurrency`` requests per batch."""
+    pytest.importorskip("torch")
+    from vscbench.judges.base import Case
+    from vscbench.judges.factory import make_judge
+    from vscbench.models import hf
+    from vscbench.models.tiny import build_tiny_vlm
+
+    folder = build_tiny_vlm(tmp_path / "tiny", seed=0)
+    sizes: list[int] = []
+    run_batch = hf.HFProvider._run_batch
+
+    def spy(self: hf.HFProvider, requests: list[Request]) -> list[object]:
+        sizes.append(len(requests))
+        return run_batch(self, requests)  # type: ignore[return-value]
+
+    monkeypatch.setattr(hf.HFProvider, "_run_batch", spy)
+    judge = make_judge(f"rubric:hf/{folder}", sees_image=True, concurrency=4)
+    cases = [Case(f"tc/{k}/typography", f"q{k}", f"answer {k}", str(image)) for k in range(8)]
+    verdicts = judge.judge(cases)
+    assert len(verdicts) == 8 and sum(sizes) == 8 and max(sizes) == 4  # batches of 4, not one by one
+    # a random model writes no label: UNJUDGED with the reason, never a label it did not give
+    assert all(v.label is Label.UNJUDGED or v.detail.get("judge_output") for v in verdicts)
