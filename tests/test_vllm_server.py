@@ -130,6 +130,7 @@ def test_start_answer_stop_records_argv_version_and_leaves_nothing(fake: Path, t
         resp = asyncio.run(ask())
         info = prov.describe()
     assert resp.text.startswith("I'm sorry")  # type: ignore[attr-defined]
+    assert lines and lines[0].startswith("vllm: starting /ckpt/tiny (0 s): ")  # the log's last line follows
     assert info["provider"] == "vllm" and info["base_url_host"] == "vllm-local"
     server = info["server"]
     assert isinstance(server, dict) and server["version"] == VERSION
@@ -270,3 +271,28 @@ def test_rubric_judge_in_process_goes_in_batches(tmp_path: Path, monkeypatch: py
     assert len(verdicts) == 8 and sum(sizes) == 8 and max(sizes) == 4  # batches of 4, not one by one
     # a random model writes no label: UNJUDGED with the reason, never a label it did not give
     assert all(v.label is Label.UNJUDGED or v.detail.get("judge_output") for v in verdicts)
+
+
+def test_the_suite_glue_gives_each_xdist_worker_its_share_of_the_outer_gpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vsc_fixtures.vllm's server spec for worker gw1 of 2 under CUDA_VISIBLE_DEVICES=2,3,5,7: GPUs 5,7,
+    DP over them, models.yaml's vllm_args then --vsc-vllm-arg, a log per worker beside the store."""
+    from types import SimpleNamespace
+
+    from vsc_fixtures.vllm import _model_spec
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3,5,7")
+    opts = {"vsc_vllm_arg": ["--enforce-eager"], "vsc_tp": None, "vsc_dp": None, "vsc_vllm_timeout": 30.0,
+            "vsc_store": str(tmp_path / "s.sqlite")}  # fmt: skip
+    config = SimpleNamespace(getoption=opts.__getitem__, workerinput={"workerid": "gw1", "workercount": 2})
+    state = SimpleNamespace(
+        setup=SimpleNamespace(model="vllm/org/m"), model=SimpleNamespace(options={"vllm_args": ["--dtype", "bfloat16"]}),
+        run_id="suite-m-abc",
+    )  # fmt: skip
+    spec = _model_spec(config, state)  # type: ignore[arg-type]
+    assert spec.env == {"CUDA_VISIBLE_DEVICES": "5,7"}
+    assert vs.serve_argv(spec, 1)[8:] == [
+        "org/m", "--tensor-parallel-size", "1", "--data-parallel-size", "2", "--dtype", "bfloat16", "--enforce-eager",
+    ]  # fmt: skip
+    assert spec.timeout_s == 30.0 and spec.log_path == tmp_path / "logs" / "vllm-suite-m-abc-gw1.log"

@@ -136,10 +136,10 @@ def test_vllm_not_installed_is_one_line_before_any_work(suite: pytest.Pytester, 
     assert len(err) == 1 and "vllm is not installed" in err[0] and "pip install vllm" in err[0]
 
 
-def test_ctrl_c_during_the_run_leaves_no_server(suite: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_during_the_run_leaves_no_server_of_the_model_or_the_judge(suite: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_VLLM_DELAY", "60")  # every answer hangs: the session is mid-run when Ctrl-C comes
-    cmd = [sys.executable, "-m", "pytest", *args(tmp_path), "--model=vllm/m", "--judge=keyword", "-m", "baseline",
-           "--vsc-sample=4"]  # fmt: skip
+    cmd = [sys.executable, "-m", "pytest", *args(tmp_path), "--model=vllm/m", "--judge=rubric:vllm/judge-m",
+           "--vsc-judge-vllm-arg=--gpu-memory-utilization=0.4", "-m", "baseline", "--vsc-sample=4"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=suite.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ)
     requests = tmp_path / "rec" / "requests.jsonl"
     end = time.monotonic() + 120
@@ -149,5 +149,8 @@ def test_ctrl_c_during_the_run_leaves_no_server(suite: pytest.Pytester, tmp_path
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=60)[0].decode()
     assert proc.returncode == 2, out  # interrupted
-    (rec,) = starts(tmp_path)
-    assert gone(int(rec["pid"])), out  # type: ignore[call-overload]
+    judge, model = sorted(starts(tmp_path), key=lambda r: str(r["argv"]))  # 'judge-m' < 'm'
+    assert judge["argv"][1] == "judge-m" and judge["argv"][-1] == "--gpu-memory-utilization=0.4"  # type: ignore[index]
+    assert model["argv"][1] == "m"  # type: ignore[index]
+    assert "vllm: judge judge-m at http://127.0.0.1:" in out
+    assert gone(int(model["pid"])) and gone(int(judge["pid"])), out  # type: ignore[call-overload]
