@@ -296,3 +296,23 @@ def test_the_suite_glue_gives_each_xdist_worker_its_share_of_the_outer_gpus(
         "org/m", "--tensor-parallel-size", "1", "--data-parallel-size", "2", "--dtype", "bfloat16", "--enforce-eager",
     ]  # fmt: skip
     assert spec.timeout_s == 30.0 and spec.log_path == tmp_path / "logs" / "vllm-suite-m-abc-gw1.log"
+
+
+def test_models_yaml_serve_vllm_aliases(tmp_path: Path) -> None:
+    from vsc_fixtures.models import load_aliases, resolve_model
+
+    m = resolve_model("qwen2.5-vl-vllm")
+    assert m.spec == "vllm/Qwen/Qwen2.5-VL-7B-Instruct" and m.options["vllm_args"][:2] == ["--dtype", "bfloat16"]
+    assert resolve_model("qwen-vl-vllm").spec == "vllm/Qwen/Qwen2-VL-7B-Instruct"
+    assert resolve_model("qwen-vl").spec == "hf/Qwen/Qwen2-VL-7B-Instruct"  # the transformers one beside it
+    assert resolve_model("vllm//ckpt/x").spec == "vllm//ckpt/x"
+    assert "still to measure" in resolve_model("qwen2.5-vl-judge").note
+    for entry, why in [
+        ({"spec": "hf/a/b", "serve": "sglang"}, "a.serve: 'sglang' (use vllm)"),
+        ({"spec": "openai/gpt-4o", "serve": "vllm"}, "a.serve: only an hf/ checkpoint can be served"),
+        ({"spec": "vllm/a/b", "vllm_args": "--enforce-eager"}, "a.vllm_args: expected a list"),
+    ]:
+        p = tmp_path / "m.yaml"
+        p.write_text(json.dumps({"a": entry}))
+        with pytest.raises(VscbenchError, match=f"m.yaml: {why}".replace("(", r"\(").replace(")", r"\)")):
+            load_aliases(p)
