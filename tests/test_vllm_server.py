@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -254,9 +255,9 @@ def test_rubric_judge_in_process_goes_in_batches(tmp_path: Path, monkeypatch: py
     from vscbench.judges.base import Case
     from vscbench.judges.factory import make_judge
     from vscbench.models import hf
-    from vscbench.models.tiny import build_tiny_vlm
+    import hf_fixtures
 
-    folder = build_tiny_vlm(tmp_path / "tiny", seed=0)
+    folder = hf_fixtures._build() / "model"  # the session's tiny model (built once, shared with the hf tests)
     sizes: list[int] = []
     run_batch = hf.HFProvider._run_batch
 
@@ -266,6 +267,7 @@ def test_rubric_judge_in_process_goes_in_batches(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(hf.HFProvider, "_run_batch", spy)
     judge = make_judge(f"rubric:hf/{folder}", sees_image=True, concurrency=4)
+    judge.config = replace(judge.config, max_tokens=4)  # type: ignore[attr-defined]  # a random model: keep it short
     cases = [Case(f"tc/{k}/typography", f"q{k}", f"answer {k}", str(image)) for k in range(8)]
     verdicts = judge.judge(cases)
     assert len(verdicts) == 8 and sum(sizes) == 8 and max(sizes) == 4  # batches of 4, not one by one
