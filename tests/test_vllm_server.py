@@ -252,10 +252,10 @@ def _no_server_left() -> Iterator[None]:
 def test_rubric_judge_in_process_goes_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image: Path) -> None:
     """``rubric:hf/<model>``: the judge model runs in this process, ``concurrency`` requests per batch."""
     pytest.importorskip("torch")
+    import hf_fixtures
     from vscbench.judges.base import Case
     from vscbench.judges.factory import make_judge
     from vscbench.models import hf
-    import hf_fixtures
 
     folder = hf_fixtures._build() / "model"  # the session's tiny model (built once, shared with the hf tests)
     sizes: list[int] = []
