@@ -104,6 +104,23 @@ def test_the_suite_starts_uses_and_stops_one_server_for_model_and_judge(suite: p
     assert all(gone(int(r["pid"])) for r in starts(tmp_path))  # type: ignore[call-overload]
 
 
+def test_under_xdist_each_worker_serves_on_its_own_gpus(suite: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,4,6,7")  # an outer set: the workers split it, the controller serves none
+    res = suite.runpytest_subprocess(
+        *args(tmp_path), "--model=vllm/m", "--judge=keyword", "-m", "baseline", "--vsc-sample=8", "-n", "2", "--vsc-no-gate"
+    )
+    assert res.ret == 0, res.stdout.str()
+    recs = starts(tmp_path)
+    assert sorted(str(r["cuda"]) for r in recs) == ["3,4", "6,7"]
+    for r in recs:
+        argv = r["argv"]
+        assert isinstance(argv, list) and argv[argv.index("--data-parallel-size") + 1] == "2"
+        assert gone(int(r["pid"]))  # type: ignore[call-overload]
+    logs = sorted(p.name[-8:] for p in (tmp_path / "logs").glob("vllm-*.log"))
+    assert logs == ["-gw0.log", "-gw1.log"]
+    assert len((tmp_path / "rec" / "requests.jsonl").read_text().splitlines()) == 8  # each item asked once
+
+
 @pytest.mark.parametrize(
     ("env", "flags", "line"),
     [
