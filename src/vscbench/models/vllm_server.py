@@ -332,6 +332,7 @@ class VllmServer:
         self.progress_every_s = progress_every_s
         self.grace_s = grace_s
         self.proc: subprocess.Popen[bytes] | None = None
+        self.last_pid: int | None = None  # the server's pid once stopped
         self.port: int | None = None
         self.argv: list[str] = []
         self.version: str | None = None
@@ -469,10 +470,11 @@ class VllmServer:
 
     def stop(self) -> None:
         """TERM to the process group, wait up to ``grace_s``, then KILL to the group (its children too)."""
-        proc = self.proc
+        proc, self.proc = self.proc, None  # once: a second stop never signals a group id the system reused
         _LIVE.pop(id(self), None)
         if proc is None:
             return
+        self.last_pid = proc.pid
         pgid = proc.pid  # start_new_session: the server leads its own group
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGTERM)
