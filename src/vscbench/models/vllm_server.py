@@ -303,7 +303,8 @@ def _install_cleanup() -> None:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the server gets SIGTERM when the process that started it dies (even by SIGKILL)."""
+    """Linux: the server gets SIGTERM when the process that started it dies (even by SIGKILL). The signal is
+    tied to the starting *thread*: start servers from a thread that lives as long as they should (the main one)."""
     try:
         import ctypes
 
