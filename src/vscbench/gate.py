@@ -479,6 +479,8 @@ class GateResult:
     missing: tuple[str, ...] = ()
     model_entry: str | None = None
     source: str = ""
+    #: the case ids the gate decided on (its population; every report of the session covers exactly these)
+    cases: tuple[str, ...] = ()
 
     @property
     def failed(self) -> list[GateRow]:
@@ -510,6 +512,7 @@ class GateResult:
             "thresholds": self.source,
             "model_entry": self.model_entry,
             "missing_cases": list(self.missing),
+            "n_cases": len(self.cases),
             "rows": [r.to_dict() for r in self.rows],
         }
 
@@ -593,7 +596,7 @@ def decide(
         rows.append(_flip_row(flips[0], flips[1], thresholds.flip_budget(model_names)))
     if baseline is not None:
         rows += _baseline_rows(ordered, baseline, results, thresholds.baseline_rule(model_names), blocked, seed, n_boot)
-    return GateResult(tuple(rows), tuple(sorted(missing)), model_entry, thresholds.source)
+    return GateResult(tuple(rows), tuple(sorted(missing)), model_entry, thresholds.source, tuple(i.id for i in ordered))
 
 
 def _flip_row(n_flips: int, compared: int, budget: FlipBudget) -> GateRow:
