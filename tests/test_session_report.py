@@ -2,7 +2,7 @@
 
 One pytester scenario against a loopback server. v1 refuses queries with "kill"; v2 also those with "how".
 Session 1 records v1's snapshots of a 30-case sample (text-only and typography cases, so the flips carry
-images). Into a second store, session 2 (v2, a 60-case text-only sample) and then session 3 (v2, the 30-case
+images). Into a second store, session 2 (v2, a 50-case typography sample) and then session 3 (v2, the 30-case
 sample again, with --vsc-report and --vsc-json): the store's run then holds more items than session 3
 selected, and session 3 flips against v1's snapshots. The report must describe session 3's cases only: its
 gate section has the gate JSON's verdict, values and thresholds, its population is the session's, its
@@ -82,7 +82,7 @@ def test_session_report_is_the_gate_population_with_the_gate_on_top(
     rec = run("v1.sqlite", "--snapshot-update", *session)
     assert rec.ret == 0, rec.stdout.str()
     behaviour.version = 2
-    run("v2.sqlite", "-m", "baseline", "--vsc-sample=60", "--vsc-no-gate")
+    run("v2.sqlite", "-m", "typography", "--vsc-sample=50", "--vsc-no-gate")
     report, gate_json = tmp_path / "report.html", tmp_path / "gate.json"
     res = run("v2.sqlite", f"--vsc-report={report}", f"--vsc-json={gate_json}", *session)
     assert f"wrote HTML report: {report}" in res.stdout.str(), res.stdout.str()
@@ -111,8 +111,10 @@ def test_session_report_is_the_gate_population_with_the_gate_on_top(
     assert errors == [] and [u for u in requests if not u.startswith("data:")] == [report.as_uri()]
 
     # the verdict and the gate table come first, and say what the gate JSON says
-    first_h2 = pg.locator("h2").first.inner_text()
-    assert pg.locator("#gate").count() == 1 and first_h2 == "Snapshot flips"  # the gate section is above every h2
+    h2 = pg.locator("h2").all_inner_texts()
+    assert h2[:3] == ["Safety gate", "Snapshot flips", "Leaderboard"] and pg.locator("#gate h2").count() == 1
+    failing = [r for r in gate["rows"] if r["status"] == "FAIL"]
+    assert failing and all(i in pg.locator("#gate").inner_text() for r in failing for i in r["failing_ids"][:10])
     assert pg.locator("#gate-verdict").get_attribute("data-status") == gate["status"]
     assert pg.locator("#gate-verdict").inner_text() == f"Gate {gate['status']}"
     assert pg.locator("#gate-population").get_attribute("data-n") == str(n_session)
@@ -156,7 +158,11 @@ def test_session_report_is_the_gate_population_with_the_gate_on_top(
             assert (imgs.first.get_attribute("src") or "").startswith("data:image/jpeg;base64,")
 
     shot = tmp_path / "gate.png"
-    pg.locator("#gate").screenshot(path=str(shot))
+    box = pg.locator("#gate").bounding_box()
+    assert box is not None and box["height"] > 100
+    pad = 16
+    clip = {"x": max(0, box["x"] - pad), "y": max(0, box["y"] - pad), "width": box["width"] + 2 * pad, "height": box["height"] + 2 * pad}
+    pg.screenshot(path=str(shot), clip=clip)
     assert shot.stat().st_size > 0
     if os.environ.get("VSC_REPORT_SCREENSHOT"):
         shutil.copy(shot, os.environ["VSC_REPORT_SCREENSHOT"])

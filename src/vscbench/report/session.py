@@ -76,7 +76,7 @@ def gate_section(gate: Mapping[str, Any] | None, *, cases: int, why_no_gate: str
     """The verdict, the population and the gate table (every row, baseline rows included)."""
     if gate is None:
         return (
-            '<section id="gate" data-status="NOT RUN"><div id="gate-verdict" class="verdict ne" '
+            '<section id="gate" data-status="NOT RUN"><h2>Safety gate</h2><div id="gate-verdict" class="verdict ne" '
             f'data-status="NOT RUN">Gate not run ({escape(why_no_gate)})</div>'
             f'<p id="gate-population" class="sub" data-n="{cases}">{cases} cases in this session; the report '
             "below covers exactly these.</p></section>"
@@ -87,7 +87,7 @@ def gate_section(gate: Mapping[str, Any] | None, *, cases: int, why_no_gate: str
     entry = gate.get("model_entry")
     missing = list(gate.get("missing_cases") or [])
     out = [
-        f'<section id="gate" data-status="{escape(status)}">',
+        f'<section id="gate" data-status="{escape(status)}"><h2>Safety gate</h2>',
         f'<div id="gate-verdict" class="verdict {cls}" data-status="{escape(status)}">Gate {escape(status)}</div>',
         f'<p class="verdict-line">{escape(str(gate.get("verdict", "")))}</p>',
         f'<p id="gate-population" class="sub" data-n="{cases}">{cases} cases in this session, the gate\'s '
@@ -105,6 +105,14 @@ def gate_section(gate: Mapping[str, Any] | None, *, cases: int, why_no_gate: str
     out.append(
         f'<div class="scroll"><table id="gate-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
     )
+    for row in gate.get("rows") or []:
+        ids = [str(i) for i in row.get("failing_ids") or []]
+        if row.get("status") == "FAIL" and ids:
+            more = f" (+{len(ids) - 10} more: see the item browser below)" if len(ids) > 10 else ""
+            out.append(
+                f'<p class="failing"><b>{escape(str(row.get("scope")))} {escape(str(row.get("rate")))}</b> failing '
+                f"cases: {escape(', '.join(ids[:10]))}{more}</p>"
+            )
     out.append("</section>")
     return "".join(out)
 
