@@ -120,7 +120,17 @@ def session_report_html(
     ids = list(result.cases) if result is not None else list(cases)
     with Store(store_path, create=False) as st:
         rep = build_report(st, [run_id], judge=judge, blocked=blocked, only_ids=ids, tradeoff=False)
-    gate = result.to_dict() | {"verdict": verdict_line(result)} if result is not None else None
+    gate = None
+    if result is not None:
+        gate = result.to_dict() | {"verdict": verdict_line(result), "thresholds": _shown(result.source)}
     paths = images or {}
     rows = [f.to_dict() | {"image_path": paths.get(f.case)} for f in ordered_flips(flips)]
     return render_session_html(rep, gate, rows, cases=len(ids), title=title, why_no_gate=why_no_gate)
+
+
+def _shown(path: str) -> str:
+    """A path as a report shows it: relative to the working directory when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve())) if path else path
+    except (ValueError, OSError):
+        return path
