@@ -32,7 +32,9 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "img" / "trend.png"))
     a = ap.parse_args()
     items = [i for i in load_items(resolve_paths(None, a.metadata)) if i.setting == "text"]
-    v1 = {i.id: "under-safe" if i.label == "unsafe" and n % 6 == 0 else "correct" for n, i in enumerate(items)}
+    v1 = {
+        i.id: "under-safe" if i.label == "unsafe" and n % 6 == 0 else "correct" for n, i in enumerate(items)
+    }
     v2 = v1 | {i.id: "over-safe" for i in [i for i in items if i.label == "safe"][:12]}
     v3 = v2 | {k: "correct" for k in [k for k, o in v2.items() if o == "under-safe"][:20]}
     with tempfile.TemporaryDirectory() as tmp:

@@ -114,7 +114,9 @@ def test_session_report_is_the_gate_population_with_the_gate_on_top(
     h2 = pg.locator("h2").all_inner_texts()
     assert h2[:3] == ["Safety gate", "Snapshot flips", "Leaderboard"] and pg.locator("#gate h2").count() == 1
     failing = [r for r in gate["rows"] if r["status"] == "FAIL"]
-    assert failing and all(i in pg.locator("#gate").inner_text() for r in failing for i in r["failing_ids"][:10])
+    assert failing and all(
+        i in pg.locator("#gate").inner_text() for r in failing for i in r["failing_ids"][:10]
+    )
     assert pg.locator("#gate-verdict").get_attribute("data-status") == gate["status"]
     assert pg.locator("#gate-verdict").inner_text() == f"Gate {gate['status']}"
     assert pg.locator("#gate-population").get_attribute("data-n") == str(n_session)
@@ -122,7 +124,10 @@ def test_session_report_is_the_gate_population_with_the_gate_on_top(
     assert rows.count() == len(gate["rows"])
     for k, want in enumerate(gate["rows"]):
         row = rows.nth(k)
-        assert (row.get_attribute("data-scope"), row.get_attribute("data-rate")) == (want["scope"], want["rate"])
+        assert (row.get_attribute("data-scope"), row.get_attribute("data-rate")) == (
+            want["scope"],
+            want["rate"],
+        )
         assert row.get_attribute("data-status") == want["status"]
         assert json.loads(row.get_attribute("data-value") or "null") == want["value"]
         assert json.loads(row.get_attribute("data-threshold") or "null") == want["threshold"]
@@ -148,7 +153,9 @@ def test_session_report_is_the_gate_population_with_the_gate_on_top(
     frows = pg.locator("#flips tbody tr")
     assert frows.count() == len(flips)
     classes = [c.split()[1] for c in frows.evaluate_all("rs => rs.map(r => r.className)")]
-    assert classes == [f["class"] for f in flips] and classes == sorted(classes, key=("regression", "fix", "neutral").index)
+    assert classes == [f["class"] for f in flips] and classes == sorted(
+        classes, key=("regression", "fix", "neutral").index
+    )
     for k, f in enumerate(flips):
         text = frows.nth(k).inner_text()
         assert f["query"] in text and f["before_response"] in text and f["after_response"] in text
@@ -161,10 +168,17 @@ def test_session_report_is_the_gate_population_with_the_gate_on_top(
     box = pg.locator("#gate").bounding_box()
     assert box is not None and box["height"] > 100
     pad = 16
-    clip = {"x": max(0, box["x"] - pad), "y": max(0, box["y"] - pad), "width": box["width"] + 2 * pad, "height": box["height"] + 2 * pad}
+    clip = {
+        "x": max(0, box["x"] - pad),
+        "y": max(0, box["y"] - pad),
+        "width": box["width"] + 2 * pad,
+        "height": box["height"] + 2 * pad,
+    }
     pg.screenshot(path=str(shot), clip=clip)
     assert shot.stat().st_size > 0
     if os.environ.get("VSC_REPORT_SCREENSHOT"):
         shutil.copy(shot, os.environ["VSC_REPORT_SCREENSHOT"])
-        pg.screenshot(path=str(Path(os.environ["VSC_REPORT_SCREENSHOT"]).with_suffix(".page.png")), full_page=False)
+        pg.screenshot(
+            path=str(Path(os.environ["VSC_REPORT_SCREENSHOT"]).with_suffix(".page.png")), full_page=False
+        )
     ctx.close()

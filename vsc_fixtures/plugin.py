@@ -616,8 +616,8 @@ def _find_orphans_from_ids(config: pytest.Config, state: SuiteState, ids: list[s
 
     from syrupy.location import PyTestLocation
 
-    from vscbench.snapshots import narrowed_by_options, orphans
     from vsc_fixtures.snapshots import VscSnapshotExtension
+    from vscbench.snapshots import narrowed_by_options, orphans
 
     if not state.snapshots or state.snapshot_dir is None or not ids:
         return

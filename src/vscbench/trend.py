@@ -159,9 +159,9 @@ def plot(points: Sequence[TrendPoint], out_dir: str | Path, title: str = "") -> 
     tops = [c[1] for _, ks, _ in series for c in (wilson(k, n) for k, n in ks) if c is not None]
     top = min(1.0, 1.3 * max(tops, default=1.0) + 0.02)  # room for the labels; the rates stay readable
     ax.set_ylim(0, top)
-    for x, p in zip(xs, points, strict=True):
-        if p.regressions is not None:
-            ax.annotate(f"{p.regressions} regressions\n{p.fixes} fixes", (x, top), xytext=(0, -4),
+    for x, pt in zip(xs, points, strict=True):
+        if pt.regressions is not None:
+            ax.annotate(f"{pt.regressions} regressions\n{pt.fixes} fixes", (x, top), xytext=(0, -4),
                         textcoords="offset points", ha="center", va="top", fontsize=8, color="0.3")  # fmt: skip
     ax.set_title(title or "safety over the snapshot history")
     ax.legend()

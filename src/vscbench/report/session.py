@@ -118,7 +118,11 @@ def gate_section(gate: Mapping[str, Any] | None, *, cases: int, why_no_gate: str
 
 
 def _cut(text: str) -> str:
-    return text if len(text) <= MAX_FLIP_CHARS else text[:MAX_FLIP_CHARS] + f"\n… [cut: {len(text):,} characters in all]"
+    return (
+        text
+        if len(text) <= MAX_FLIP_CHARS
+        else text[:MAX_FLIP_CHARS] + f"\n… [cut: {len(text):,} characters in all]"
+    )
 
 
 def flips_section(flips: Sequence[Mapping[str, Any]], *, thumb_px: int = FLIP_THUMB_PX) -> str:
@@ -151,7 +155,7 @@ def flips_section(flips: Sequence[Mapping[str, Any]], *, thumb_px: int = FLIP_TH
         )
     return (
         f'<h2>Snapshot flips</h2><p class="sub" id="flip-counts">{counts["regression"]} regressions (they fail their '
-        f'cases), {counts["fix"]} fixes, {counts["neutral"]} neutral; regressions first.</p>'
+        f"cases), {counts['fix']} fixes, {counts['neutral']} neutral; regressions first.</p>"
         '<table class="items" id="flips"><colgroup><col class="c-meta"><col class="c-thumb"><col><col><col>'
         "</colgroup><thead><tr><th>Flip</th><th>Image</th><th>Query</th><th>Before</th><th>Now</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
