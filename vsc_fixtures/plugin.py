@@ -963,10 +963,11 @@ def _write_outputs(config: pytest.Config, state: SuiteState) -> None:
     if config.getoption("vsc_report"):
         from vscbench.ci import session_report_html
 
+        by_id = state.by_id
         html = session_report_html(
             config.getoption("vsc_store"), str(state.run_id), result=state.gate, flips=session_flips(state),
             cases=[iid for iid, rec in state.records.items() if rec.outcome is not None],
-            images={iid: getattr(state.by_id.get(iid), "image", None) for iid in state.records},
+            images={iid: getattr(by_id.get(iid), "image", None) for iid in state.records},
             judge=state.judge.id, blocked=config.getoption("vsc_blocked"),
             title=f"vscbench safety gate, {state.model.given}",
         )  # fmt: skip
