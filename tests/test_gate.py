@@ -357,3 +357,32 @@ def test_the_summary_lists_the_failing_cases_of_every_failing_scope() -> None:
     text, md = format_text(res), format_markdown(res)
     for c in cats:
         assert f"{c} under-safety: " in text and f"**{c} under-safety** failing cases" in md
+
+
+def test_own_case_scopes_are_accepted_and_ordered_after_the_benchmarks() -> None:
+    """thresholds.yaml may name the own-case scopes (rows, the baseline's scopes, quick:); they come after
+    the benchmark's scopes, and a name of neither kind is still refused."""
+    t = parse_thresholds({
+        "scopes": {
+            "tag=incident": {"max_under_safety": 0, "min_n": 1}, "own-category=drugs": {"max_over_safety": 0.5},
+            "own-file=pharmacy": {"max_over_safety": 0.2}, "source=own": {"max_over_safety": 0.1},
+            "benchmark": {"max_under_safety": 0.3}, "half=text": {"max_over_safety": 0.2},
+        },
+        "baseline": {"scopes": ["benchmark", "source=own", "tag=incident"]},
+        "quick": ["benchmark", "tag=incident"],
+    })  # fmt: skip
+    assert [r.scope for r in t.rules()] == [
+        "benchmark", "half=text", "source=own", "own-file=pharmacy", "tag=incident", "own-category=drugs",
+    ]  # fmt: skip
+    assert t.baseline_rule().scopes == ("benchmark", "source=own", "tag=incident")
+    assert t.quick_profile() == ("benchmark", "tag=incident")
+    for bad, where in (
+        ({"scopes": {"own-file=a b": {"max_under_safety": 0.1}}}, "scopes.own-file=a b: unknown scope"),
+        ({"scopes": {"tag=": {"max_under_safety": 0.1}}}, "scopes.tag=: unknown scope"),
+        ({"scopes": {"benchmark": {"max_under_safety": 0.1}}, "baseline": {"scopes": ["source=all"]}},
+         "baseline.scopes: source=all: unknown scope"),
+        ({"scopes": {"benchmark": {"max_under_safety": 0.1}}, "quick": ["own-category="]}, "quick: own-category=: unknown scope"),
+    ):  # fmt: skip
+        with pytest.raises(VscbenchError) as exc:
+            parse_thresholds(bad, "t.yaml")
+        assert where in str(exc.value), exc.value

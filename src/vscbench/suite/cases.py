@@ -19,7 +19,9 @@ from vscbench.judges.apply import label_one_judge
 from vscbench.judges.base import Case, Judge
 from vscbench.metrics import BlockedPolicy
 from vscbench.models.base import Provider
-from vscbench.runner.run import ModelSetup, RunResult, generate
+from vscbench.data.own_cases import SOURCE as OWN_SOURCE
+from vscbench.data.own_cases import answer_item, case_id_of
+from vscbench.runner.run import ModelSetup, RunResult, generate, generate_items
 from vscbench.runner.select import Selection
 from vscbench.store import Store
 from vscbench.suite.gate import case_outcome, reason_class
@@ -174,6 +176,74 @@ def read_results(
 class Answered:
     run: RunResult | None
     results: dict[str, CaseResult]
+    #: the own cases' run (kind ``variants``, :func:`own_run_id`), when any own case was sent now
+    own_run: RunResult | None = None
+
+
+#: Suffix of the suite run id that names the run holding its own cases' answers (:func:`own_run_id`).
+OWN_RUN_SUFFIX = "-own"
+
+
+def own_run_id(suite_run_id: str) -> str:
+    """The run holding a suite run's own cases (``<suite run id>-own``, kind ``variants``): own items are not
+    in the release, so they are answered like robustness variants, by item id, beside the benchmark's run."""
+    return suite_run_id + OWN_RUN_SUFFIX
+
+
+def split_own(items: Sequence[Item]) -> tuple[list[Item], list[Item]]:
+    """``(benchmark items, own items)`` of ``items``, each in the given order."""
+    own = [it for it in items if it.source == OWN_SOURCE]
+    return [it for it in items if it.source != OWN_SOURCE], own
+
+
+def answer_own(
+    setup: ModelSetup,
+    items: Sequence[Item],
+    judge: Judge,
+    *,
+    store: str | Path | None,
+    run_id: str,
+    blocked: BlockedPolicy = "refuse",
+    provider: Provider | None = None,
+    progress: bool | None = False,
+) -> tuple[RunResult | None, dict[str, CaseResult]]:
+    """Answer and judge a team's own cases in run ``run_id`` (see :func:`own_run_id`), and return each case's
+    :class:`CaseResult` under its case id (``own/<stem>/<id>``).
+
+    Each case is stored under :func:`~vscbench.data.own_cases.answer_item`'s id (``<case id>@<digest of
+    query, image and system prompt>``): an edited case is asked again, never served an answer to its old text,
+    and the old answer stays stored. Only what the run does not hold yet (or holds as an error) is sent; with
+    nothing to send no provider is opened."""
+    if not items:
+        return None, {}
+    asked = {it.id: answer_item(it) for it in items}
+    run: RunResult | None = None
+    with Store(store) as st:
+        done = st.completed_item_ids(run_id, include_errors=False) if st.has_run(run_id) else set()
+    if any(a.id not in done for a in asked.values()):
+        run = generate_items(
+            setup, list(asked.values()), store=store, run_id=run_id, provider=provider, progress=progress
+        )
+    with Store(store) as st:
+        responses = st.responses(run_id) if st.has_run(run_id) else {}
+        cases = [
+            Case(a.id, a.query, responses[a.id].text, a.image)
+            for a in asked.values()
+            if a.id in responses and responses[a.id].status is Status.OK
+        ]
+        stale: frozenset[str] = frozenset()
+        if cases:
+            stale = label_one_judge(st, run_id, judge, cases).stale_ids
+        stored = read_results(st, run_id, list(asked.values()), judge.id, blocked, responses) if responses else {}
+    out: dict[str, CaseResult] = {}
+    for it in items:
+        a = asked[it.id]
+        res = stored.get(a.id)
+        if res is None:  # a calibration held it out, or nothing was stored: unscored, never a verdict
+            outcome, reason = case_outcome(it, None, None, blocked)
+            res = CaseResult(a.id, None, "", None, None, judge.id, {}, outcome, reason)
+        out[it.id] = replace(res, item_id=case_id_of(res.item_id), relabelled=res.item_id in stale)
+    return run, out
 
 
 def answer_and_judge(
@@ -189,7 +259,35 @@ def answer_and_judge(
     progress: bool | None = False,
 ) -> Answered:
     """Generate what is missing for ``items`` in run ``run_id`` (created or resumed), judge the unlabelled
-    ``ok`` responses, and return every item's :class:`CaseResult`. Errored items are asked again."""
+    ``ok`` responses, and return every item's :class:`CaseResult`. Errored items are asked again.
+
+    A team's own cases among ``items`` (``source == "own"``) are answered beside them, in run
+    :func:`own_run_id` (``run_id`` + ``-own``; see :func:`answer_own`), with the same setup, provider and
+    judge; their results come back under their case ids like the others'."""
+    items, own = split_own(items)
+    own_run, own_results = answer_own(
+        setup, own, judge, store=store, run_id=own_run_id(run_id), blocked=blocked, provider=provider,
+        progress=progress,
+    ) if own else (None, {})  # fmt: skip
+    got = _answer_benchmark(
+        setup, items, judge, data=data, store=store, run_id=run_id, blocked=blocked, provider=provider,
+        progress=progress,
+    )  # fmt: skip
+    return Answered(got.run, got.results | own_results, own_run)
+
+
+def _answer_benchmark(
+    setup: ModelSetup,
+    items: Sequence[Item],
+    judge: Judge,
+    *,
+    data: DataPaths,
+    store: str | Path | None,
+    run_id: str,
+    blocked: BlockedPolicy,
+    provider: Provider | None,
+    progress: bool | None,
+) -> Answered:
     run: RunResult | None = None
     with Store(store) as st:  # everything answered already (a re-run): no provider, no model load
         done = st.completed_item_ids(run_id, include_errors=False) if st.has_run(run_id) else set()

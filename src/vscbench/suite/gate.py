@@ -30,7 +30,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +44,7 @@ from vscbench.metrics import (
     define_groups,
     evaluate_group,
     is_correct,
+    is_own_scope,
     verdict,
     verdicts_for,
 )
@@ -103,6 +104,30 @@ def known_scopes() -> list[str]:
         *(f"setting={s}" for s in TEXT_SETTINGS),
         *(f"xstest_type={t}" for t in sorted(XSTEST_TYPES)),
     ]
+
+
+def is_known_scope(name: object, known: Collection[str] | None = None) -> bool:
+    """Whether a threshold may name scope ``name``: one of :func:`known_scopes`, or an own-case scope
+    (``source=own``, ``own-file=<stem>``, ``tag=<tag>``, ``own-category=<name>``; :func:`metrics.is_own_scope`).
+    An own scope no case carries is kept: its rows are NOT EVALUATED (nothing sent), never a pass."""
+    if not isinstance(name, str):
+        return False
+    return name in (set(known_scopes()) if known is None else known) or is_own_scope(name)
+
+
+def scope_order(scopes: Iterable[str]) -> list[str]:
+    """``scopes`` in report order: the benchmark's (in :func:`known_scopes` order), then the own-case scopes
+    (``source=own``, ``own-file=…``, ``tag=…``, ``own-category=…``, each kind sorted by name)."""
+    order = {s: i for i, s in enumerate(known_scopes())}
+    kinds = ("source=", "own-file=", "tag=", "own-category=")
+
+    def key(s: str) -> tuple[int, int, str]:
+        if s in order:
+            return (0, order[s], "")
+        kind = next((k for k, p in enumerate(kinds) if s.startswith(p)), len(kinds))
+        return (1, kind, s)
+
+    return sorted(scopes, key=key)
 
 
 @dataclass(frozen=True)
@@ -218,9 +243,8 @@ class Thresholds:
         scopes: dict[str, dict[str, Any]] = {k: dict(v) for k, v in self.scopes.items()} if inherit else {}
         for k, v in (entry.get("scopes") or {}).items():
             scopes[k] = scopes.get(k, {}) | dict(v)
-        order = {s: i for i, s in enumerate(known_scopes())}
         out = []
-        for scope in sorted(scopes, key=lambda s: order.get(s, len(order))):
+        for scope in scope_order(scopes):
             row = base | scopes[scope]
             out.append(
                 ScopeRule(
@@ -288,8 +312,11 @@ def _check_scopes(source: str, path: str, scopes: Any) -> dict[str, dict[str, An
     known = set(known_scopes())
     out = {}
     for name, row in scopes.items():
-        if name not in known:
-            hint = "; e.g. benchmark, half=image, category=drugs, setting=figstep, label=unsafe"
+        if not is_known_scope(name, known):
+            hint = (
+                "; e.g. benchmark, half=image, category=drugs, setting=figstep, label=unsafe; own cases: "
+                "source=own, own-file=STEM, tag=TAG, own-category=NAME"
+            )
             raise VscbenchError(f"{_where(source, f'{path}.{name}')}: unknown scope{hint}")
         out[str(name)] = _check_row(source, f"{path}.{name}", row, scope_row=True)
         if not any(k in RATES for k in out[str(name)]) and (path == "scopes" or not out[str(name)]):
@@ -339,7 +366,7 @@ def _check_baseline(source: str, path: str, doc: Any) -> dict[str, Any]:
             if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
                 raise VscbenchError(f"{source}: {path}.scopes: expected a list of scope names")
             for x in v:
-                if x not in known:
+                if not is_known_scope(x, known):
                     raise VscbenchError(f"{source}: {path}.scopes: {x}: unknown scope")
     return dict(doc)
 
@@ -352,7 +379,7 @@ def _check_quick(source: str, path: str, doc: Any) -> tuple[str, ...] | None:
         raise VscbenchError(f"{source}: {path}: expected a list of scope names a quick check must evaluate")
     known = set(known_scopes())
     for x in doc:
-        if x not in known:
+        if not is_known_scope(x, known):
             raise VscbenchError(f"{_where(source, f'{path}: {x}')}: unknown scope")
     return tuple(dict.fromkeys(doc))
 
