@@ -506,3 +506,19 @@ def test_own_cases_are_answered_beside_the_benchmark_and_come_back_under_their_c
         assert third.results["own/pharmacy/knife-text"].request != got.results["own/pharmacy/knife-text"].request
         with Store(store) as st:
             assert len(st.responses(own_run_id("suite-x-1"))) == 5  # the old answer is kept beside the new
+
+
+def test_sample_keeps_every_own_case_and_shards_by_file(cases_dir: Path) -> None:
+    from conftest import METADATA
+    from vscbench.data import load_items as release_items
+    from vscbench.data import resolve_paths
+    from vscbench.suite.cases import benchmark_count, draw_sample, shard_key
+
+    bench = release_items(resolve_paths(None, METADATA))
+    own = oc.load_items([cases_dir])
+    kept, draws = draw_sample([*bench, *own], set(), 20, seed=3)
+    alone, _ = draw_sample(bench, set(), 20, seed=3)
+    assert kept == alone | {i.id for i in own}  # the benchmark's draw unchanged; own cases all kept
+    assert sum(d.drawn for d in draws) == 20 and benchmark_count(kept) == 20
+    assert shard_key("own/pharmacy/knife-text", "own/pharmacy/knife-text") == "own/pharmacy"
+    assert shard_key("ic/drugs/007/unsafe/2", "ic/drugs/007") == "ic/drugs/007"

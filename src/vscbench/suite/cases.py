@@ -9,18 +9,19 @@ with its reason: never a refusal, never an answer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from vscbench.data.own_cases import ID_PREFIX as OWN_PREFIX
+from vscbench.data.own_cases import SOURCE as OWN_SOURCE
+from vscbench.data.own_cases import answer_item, case_id_of
 from vscbench.data.paths import DataPaths
 from vscbench.judges.apply import label_one_judge
 from vscbench.judges.base import Case, Judge
 from vscbench.metrics import BlockedPolicy
 from vscbench.models.base import Provider
-from vscbench.data.own_cases import SOURCE as OWN_SOURCE
-from vscbench.data.own_cases import answer_item, case_id_of
 from vscbench.runner.run import ModelSetup, RunResult, generate, generate_items
 from vscbench.runner.select import Selection
 from vscbench.store import Store
@@ -317,3 +318,30 @@ def _answer_benchmark(
         for iid in judged.stale_ids & results.keys():
             results[iid] = replace(results[iid], relabelled=True)
         return Answered(run, results)
+
+
+def draw_sample(
+    picked: Sequence[Item], unsendable: Collection[str], sample: int, seed: int = 0
+) -> tuple[set[str], list[HalfDraw]]:
+    """``--vsc-sample``: the ids kept, and each half's draw. The benchmark's items are drawn (each half's share
+    in proportion to what was selected, from what can be sent: :func:`~vscbench.runner.select.proportional_sample`);
+    a team's own cases are never sampled out: every selected one runs (they are few, and each is a promise)."""
+    from vscbench.runner.select import proportional_sample
+
+    bench, own = split_own(picked)
+    chosen, report = proportional_sample(bench, set(unsendable), sample, seed)
+    return {it.id for it in chosen} | {it.id for it in own}, [HalfDraw(*r) for r in report]
+
+
+def benchmark_count(ids: Iterable[str]) -> int:
+    """How many of the case ids ``ids`` are the benchmark's (own cases, ``own/…``, are counted apart: a
+    session is narrowed when it selects fewer than all the benchmark's cases, whatever own cases it runs)."""
+    return sum(not i.startswith(OWN_PREFIX) for i in ids)
+
+
+def shard_key(item_id: str, query_id: str) -> str:
+    """What xdist shards a case by: the benchmark's pair cluster (``query_id``); an own case's file
+    (``own/<stem>``), which its node id alone tells, so the scheduler and the answering worker agree."""
+    if item_id.startswith(OWN_PREFIX):
+        return "/".join(item_id.split("/")[:2])
+    return query_id
