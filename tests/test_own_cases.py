@@ -517,8 +517,8 @@ def test_sample_keeps_every_own_case_and_shards_by_file(cases_dir: Path) -> None
     bench = release_items(resolve_paths(None, METADATA))
     own = oc.load_items([cases_dir])
     kept, draws = draw_sample([*bench, *own], set(), 20, seed=3)
-    alone, _ = draw_sample(bench, set(), 20, seed=3)
+    alone, alone_draws = draw_sample(bench, set(), 20, seed=3)
     assert kept == alone | {i.id for i in own}  # the benchmark's draw unchanged; own cases all kept
-    assert sum(d.drawn for d in draws) == 20 and benchmark_count(kept) == 20
+    assert draws == alone_draws and benchmark_count(kept) == len(alone) == sum(d.drawn for d in draws)
     assert shard_key("own/pharmacy/knife-text", "own/pharmacy/knife-text") == "own/pharmacy"
     assert shard_key("ic/drugs/007/unsafe/2", "ic/drugs/007") == "ic/drugs/007"
