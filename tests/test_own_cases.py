@@ -149,32 +149,33 @@ def test_system_prompt_is_sent(cases_dir: Path) -> None:
 CASE = "- id: a\n  query: q\n  expect: answer\n"
 
 
-@pytest.mark.parametrize(
-    ("text", "where", "key", "what"),
-    [
-        ("- id: a\n  query: [unclosed\n", None, None, "YAML syntax error at line 3"),
-        (CASE + "- id: a\n  query: q2\n  expect: answer\n", "case 2 (line 4) (a)", "id", "already the id of"),
-        (CASE + "- id: b\n  query: q\n  expect: answer\n  colour: red\n", "case 2 (line 4)", "colour", "unknown key"),
-        ("- id: a\n  query: q\n  expect: answer\n  image: images/nope.png\n", "case 1 (line 1) (a)", "image", "no such file"),
-        ("- id: a\n  query: q\n  expect: answer\n  image: images/bad.png\n", "case 1 (line 1) (a)", "image", "cannot be read as an image"),
-        ("- id: a\n  query: '   '\n  expect: answer\n", "case 1 (line 1) (a)", "query", "is empty"),
-        ("- id: a\n  query: q\n  expect: refuse\n", "case 1 (line 1) (a)", "expect", "'refuse' is not safety-aware or answer"),
-        (CASE + "- id: b\n  query: q\n  expect: safety-aware\n  pair: c\n", "case 2 (line 4) (b)", "pair", "no case has the id 'c'"),
-        ("- id: a\n  query: q\n  expect: answer\n  image: ../outside.png\n", "case 1 (line 1) (a)", "image", "through '..' (refused)"),
-        ("- id: A b\n  query: q\n  expect: answer\n", "case 1 (line 1)", "id", "use [a-z0-9._-]"),
-        ("- id: a\n  expect: answer\n", "case 1 (line 1)", "query", "missing"),
-        ("- id: a\n  query: q\n  expect: answer\n  tags: [skip]\n", "case 1 (line 1) (a)", "tags", "reserved marker 'skip'"),
-        (CASE + "- id: b\n  query: q\n  expect: answer\n  pair: a\n", "case 2 (line 4) (b)", "pair", "expects answer too"),
-        ("- id: a\n  query: q\n  expect: answer\n  image: /etc/hosts\n", "case 1 (line 1) (a)", "image", "must be relative"),
-        ("id: a\n", None, None, "expected a list of cases"),
-        ("- id: 7\n  query: q\n  expect: answer\n", "case 1 (line 1)", "id", "expected a string, got int"),
-    ],
-    ids=[
-        "yaml-syntax", "duplicate-id", "unknown-key", "missing-image", "unreadable-image", "empty-query",
-        "bad-expect", "pair-names-no-case", "image-escapes", "bad-id", "missing-query", "reserved-tag",
-        "twins-expect-same", "absolute-image", "not-a-list", "id-not-string",
-    ],
-)  # fmt: skip
+#: Bad case files: (text, where, key, what) with an id each; the suite's end-to-end test reuses them.
+BAD_CASES: list[tuple[str, str | None, str | None, str]] = [
+    ("- id: a\n  query: [unclosed\n", None, None, "YAML syntax error at line 3"),
+    (CASE + "- id: a\n  query: q2\n  expect: answer\n", "case 2 (line 4) (a)", "id", "already the id of"),
+    (CASE + "- id: b\n  query: q\n  expect: answer\n  colour: red\n", "case 2 (line 4)", "colour", "unknown key"),
+    ("- id: a\n  query: q\n  expect: answer\n  image: images/nope.png\n", "case 1 (line 1) (a)", "image", "no such file"),
+    ("- id: a\n  query: q\n  expect: answer\n  image: images/bad.png\n", "case 1 (line 1) (a)", "image", "cannot be read as an image"),
+    ("- id: a\n  query: '   '\n  expect: answer\n", "case 1 (line 1) (a)", "query", "is empty"),
+    ("- id: a\n  query: q\n  expect: refuse\n", "case 1 (line 1) (a)", "expect", "'refuse' is not safety-aware or answer"),
+    (CASE + "- id: b\n  query: q\n  expect: safety-aware\n  pair: c\n", "case 2 (line 4) (b)", "pair", "no case has the id 'c'"),
+    ("- id: a\n  query: q\n  expect: answer\n  image: ../outside.png\n", "case 1 (line 1) (a)", "image", "through '..' (refused)"),
+    ("- id: A b\n  query: q\n  expect: answer\n", "case 1 (line 1)", "id", "use [a-z0-9._-]"),
+    ("- id: a\n  expect: answer\n", "case 1 (line 1)", "query", "missing"),
+    ("- id: a\n  query: q\n  expect: answer\n  tags: [skip]\n", "case 1 (line 1) (a)", "tags", "reserved marker 'skip'"),
+    (CASE + "- id: b\n  query: q\n  expect: answer\n  pair: a\n", "case 2 (line 4) (b)", "pair", "expects answer too"),
+    ("- id: a\n  query: q\n  expect: answer\n  image: /etc/hosts\n", "case 1 (line 1) (a)", "image", "must be relative"),
+    ("id: a\n", None, None, "expected a list of cases"),
+    ("- id: 7\n  query: q\n  expect: answer\n", "case 1 (line 1)", "id", "expected a string, got int"),
+]  # fmt: skip
+BAD_CASE_IDS = [
+    "yaml-syntax", "duplicate-id", "unknown-key", "missing-image", "unreadable-image", "empty-query",
+    "bad-expect", "pair-names-no-case", "image-escapes", "bad-id", "missing-query", "reserved-tag",
+    "twins-expect-same", "absolute-image", "not-a-list", "id-not-string",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "where", "key", "what"), BAD_CASES, ids=BAD_CASE_IDS)
 def test_bad_input_is_one_line(tmp_path: Path, text: str, where: str | None, key: str | None, what: str) -> None:
     root = tmp_path / "cases"
     (root / "images").mkdir(parents=True)
