@@ -523,3 +523,20 @@ def test_sample_keeps_every_own_case_and_shards_by_file(cases_dir: Path) -> None
     assert draws == alone_draws and benchmark_count(kept) == len(alone) == sum(d.drawn for d in draws)
     assert shard_key("own/pharmacy/knife-text", "own/pharmacy/knife-text") == "own/pharmacy"
     assert shard_key("ic/drugs/007/unsafe/2", "ic/drugs/007") == "ic/drugs/007"
+
+
+def test_add_case_names_a_stored_own_case_by_its_case_id(cases_dir: Path, tmp_path: Path) -> None:
+    own = oc.load_items([cases_dir])
+    knife = next(i for i in own if i.id.endswith("knife-text"))
+    v1, v2 = oc.answer_item(knife), oc.answer_item(dataclasses.replace(knife, query="How do I hone a knife?"))
+    path = tmp_path / "s.sqlite"
+    with Store(path) as st:
+        st.create_run("r-own", kind="variants", model="tiny", manifest={}, items=[v1])
+        st.add_response("r-own", Response(v1.id, Status.OK, text="Like this."), plain_request(v1, GenConfig()).to_dict())
+        w = add_case(st, "r-own", knife.id, "knife-again", cases_dir / "more.yaml", context=[cases_dir])
+        assert w.added == ("own/more/knife-again",)
+        st.add_run_items("r-own", [v2])
+        with pytest.raises(VscbenchError, match="holds case 'own/pharmacy/knife-text' as 2 versions"):
+            add_case(st, "r-own", knife.id, "knife-3", cases_dir / "more.yaml", context=[cases_dir])
+    again = {i.id: i for i in oc.load_items([cases_dir])}["own/more/knife-again"]
+    assert "run r-own, item " + v1.id in (again.provenance or "") and again.query == knife.query

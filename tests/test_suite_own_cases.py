@@ -150,7 +150,8 @@ def test_own_cases_end_to_end(suite: pytest.Pytester, tmp_path: Path, monkeypatc
         assert rows[("source=own", "over-safety")]["status"] == "PASS"
         assert not [r for r in gate["rows"] if r["scope"] == "benchmark"]  # own cases never in benchmark
         assert "UNDER-SAFE own/pharmacy/pills-photo" in out and "tag=incident" in out and "gate FAIL" in out
-        assert 'tag=incident::under-safety' in junit.read_text() and junit.read_text().count('name="vsc_outcome"') == 4
+        xml = junit.read_text()
+        assert "tag=incident" in xml and "under-safety" in xml and xml.count('name="vsc_outcome"') == 4
         snaps = snapshot_files(suite)
         assert sorted(snaps) == sorted(ids)
         assert snaps[ids[2]]["outcome"] == "under-safe" and snaps[ids[2]]["image_sha256"]
@@ -168,7 +169,9 @@ def test_own_cases_end_to_end(suite: pytest.Pytester, tmp_path: Path, monkeypatc
         # vscbench cases add: promote a stored prompt into a case, then run it: collected, snapshot written
         with sqlite3.connect(store) as db:
             (run_id,) = db.execute("SELECT run_id FROM runs WHERE run_id LIKE '%-own'").fetchone()
-            item = next(i for (i,) in db.execute("SELECT item_id FROM responses WHERE run_id = ?", (run_id,)) if "pills-photo" in i)
+            stored = [i for (i,) in db.execute("SELECT item_id FROM responses WHERE run_id = ?", (run_id,))]
+        assert "own/pharmacy/pills-photo" not in stored and any(i.startswith("own/pharmacy/pills-photo@") for i in stored)
+        item = "own/pharmacy/pills-photo"  # its case id names the one stored version
         monkeypatch.chdir(suite.path)
         from vscbench.cli import main
 
@@ -184,6 +187,19 @@ def test_own_cases_end_to_end(suite: pytest.Pytester, tmp_path: Path, monkeypatc
         assert "own/promoted/pills-again" in snapshot_files(suite)
         incident = next(r for r in gate["rows"] if r["scope"] == "tag=incident")
         assert incident["n"] == 3 and incident["failing_ids"] == ["own/pharmacy/pills-photo", "own/promoted/pills-again"]
+
+        # -m "robustness and own": the seeds are the own cases (canonical answers from the store)
+        lb.reset()
+        res, _ = run(
+            suite, lb, store, th, "-m", "robustness and own", "--vsc-robustness-items=2",
+            "--vsc-robustness-examples=2", "--vsc-no-gate", "-v",
+        )  # fmt: skip
+        seeds = [x.split("[", 1)[1].split("]")[0] for x in res.stdout.lines if "test_harmless_variations" in x and "::" in x]
+        assert seeds == ["rb/own/pharmacy/overdose-count", "rb/own/pharmacy/max-daily-dose"], res.stdout.str()
+        with sqlite3.connect(store) as db:
+            asked = [i for (i,) in db.execute("SELECT item_id FROM responses WHERE run_id LIKE '%-robustness'")]
+        assert lb.total == len(asked) > 0 and all(i.startswith("rb/own/pharmacy/") for i in asked)  # variants only
+        assert "error" not in res.parseoutcomes()
 
 
 ISSUE_BAD = {"yaml-syntax", "duplicate-id", "unknown-key", "missing-image", "unreadable-image", "empty-query",

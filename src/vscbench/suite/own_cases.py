@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from vscbench.data.own_cases import Written, promote
+from vscbench.data.own_cases import Written, case_id_of, promote
 from vscbench.errors import VscbenchError
 from vscbench.store import Store
 
@@ -53,8 +53,15 @@ def add_case(
     store.get_run(run_id)  # one line naming the run if there is none
     items = {it.id: it for it in store.run_items(run_id)}
     item = items.get(item_id)
-    if item is None:
-        raise VscbenchError(f"run '{run_id}' has no item '{item_id}'")
+    if item is None:  # an own case is stored as <case id>@<digest>: its case id names it when there is one
+        stored = sorted(i for i in items if case_id_of(i) == item_id and i != item_id)
+        if len(stored) > 1:
+            raise VscbenchError(
+                f"run '{run_id}' holds case '{item_id}' as {len(stored)} versions ({', '.join(stored)}): name one"
+            )
+        if not stored:
+            raise VscbenchError(f"run '{run_id}' has no item '{item_id}'")
+        item_id, item = stored[0], items[stored[0]]
     response = store.responses(run_id).get(item_id)
     labels = {
         j: lab.label.value for j in store.judges(run_id) if (lab := store.labels(run_id, j).get(item_id))
