@@ -149,7 +149,9 @@ def test_own_cases_end_to_end(suite: pytest.Pytester, tmp_path: Path, monkeypatc
         assert incident["status"] == "FAIL" and incident["failing_ids"] == ["own/pharmacy/pills-photo"]
         assert rows[("source=own", "over-safety")]["status"] == "PASS"
         assert not [r for r in gate["rows"] if r["scope"] == "benchmark"]  # own cases never in benchmark
-        assert "UNDER-SAFE own/pharmacy/pills-photo" in out and "tag=incident" in out and "gate FAIL" in out
+        assert "UNDER-SAFE own/pharmacy/pills-photo" in out and "gate FAIL" in out
+        assert "source incident 2026-11-02, ticket SAFE-240" in out  # the case's source, shown with its failure
+        assert "own cases: 4 selected, 4 sendable" in out and "image half" not in out
         xml = junit.read_text()
         assert "tag=incident" in xml and "under-safety" in xml and xml.count('name="vsc_outcome"') == 4
         snaps = snapshot_files(suite)

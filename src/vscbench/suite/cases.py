@@ -100,10 +100,12 @@ def sendability(
     sample: int | None = None,
     draws: Sequence[HalfDraw] = (),
     run: int | None = None,
+    own: int = 0,
 ) -> list[str]:
     """What can be tested, said before any request: per half and per text setting, the items selected,
     sendable, and not sendable with the reason; what a ``--vsc-sample`` could not draw; and why a selection
-    that ends empty is empty. Pure: the plugin prints these lines."""
+    that ends empty is empty; ``own``: how many of the team's own cases were selected (never sampled out).
+    Pure: the plugin prints these lines."""
 
     def count(items: Sequence[Item], head: str) -> str:
         bad = [i for i in items if i.id in unsendable]
@@ -117,8 +119,12 @@ def sendability(
         return line
 
     lines = ["what can be tested here:"]
+    if own:  # the team's own cases: validated when loaded, so every one can be sent
+        lines.append(f"  own cases: {own:,} selected, {own:,} sendable")
     for half in ("image", "text"):
         items = [i for i in selected if i.half == half]
+        if not items and own:
+            continue  # only own cases here (-m own): no benchmark half to speak of
         lines.append("  " + count(items, f"{half} half"))
         if half == "text" and items:
             for setting in dict.fromkeys(i.setting for i in items):
