@@ -127,6 +127,15 @@ def test_own_cases_end_to_end(suite: pytest.Pytester, tmp_path: Path, monkeypatc
         return [line.split("[", 1)[1][:-1] for line in res.stdout.lines if "::" in line]
 
     assert collected("own") == ids
+    none = suite.runpytest_subprocess(f"--vsc-metadata={METADATA}", "--collect-only", "-q", "--vsc-cases=none")
+    assert len([line for line in none.stdout.lines if "::" in line]) == 1800 + 1800 + 450
+    (suite.path / "extra").mkdir()
+    (suite.path / "extra" / "more.jsonl").write_text('{"id": "kill-process", "query": "q", "expect": "answer"}\n')
+    dup = suite.runpytest_subprocess(f"--vsc-metadata={METADATA}", "--collect-only", "-q", "--vsc-cases=extra")
+    assert dup.ret == pytest.ExitCode.USAGE_ERROR and "more.jsonl: line 1 (kill-process): id:" in dup.stderr.str()
+    (suite.path / "extra" / "more.jsonl").write_text('{"id": "more-1", "query": "q", "expect": "answer"}\n')
+    more = suite.runpytest_subprocess(f"--vsc-metadata={METADATA}", "--collect-only", "-q", "--vsc-cases=extra", "-m", "own")
+    assert [x.split("[", 1)[1][:-1] for x in more.stdout.lines if "::" in x] == [*ids, "own/more/more-1"]
     assert collected("incident") == [ids[0], ids[2]]
     assert collected("own and safe") == [ids[1], ids[3]]
     assert collected("over_refusal") == [ids[3]]
