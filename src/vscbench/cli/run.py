@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vscbench.cli.common import (
     add_data_args,
@@ -15,26 +15,31 @@ from vscbench.cli.common import (
     print_json,
 )
 
+if TYPE_CHECKING:
+    from vscbench.runner.run import RunResult, RunSpec
+
 
 def _cmd_run(a: argparse.Namespace) -> int:
-    from vscbench.types import GenConfig
+    from vscbench.runner.run import run
 
-    config = GenConfig(temperature=a.temperature, max_tokens=a.max_tokens, seed=a.seed, top_p=a.top_p)
     with no_new_store_on_error(a.store):
-        result = _generate(a, config)
-    return _report_run(a, config, result)
+        spec = _spec(a)
+        result = run(spec, progress=False if a.no_progress else None)
+    return _report_run(a, spec, result)
 
 
-def _generate(a: argparse.Namespace, config: Any) -> Any:
+def _spec(a: argparse.Namespace) -> RunSpec:
+    """The :class:`~vscbench.runner.run.RunSpec` the flags describe."""
     from vscbench.data import resolve_paths
     from vscbench.runner.core import Limits, RetryPolicy
-    from vscbench.runner.run import ModelSetup, generate
+    from vscbench.runner.run import ModelSetup, RunSpec
     from vscbench.runner.select import Selection
+    from vscbench.types import GenConfig
 
     setup = ModelSetup(
         model=a.model,
         base_url=a.base_url,
-        config=config,
+        config=GenConfig(temperature=a.temperature, max_tokens=a.max_tokens, seed=a.seed, top_p=a.top_p),
         calibrations=tuple(a.calibration or ()),
         device=a.device,
         dtype=a.dtype,
@@ -50,70 +55,39 @@ def _generate(a: argparse.Namespace, config: Any) -> Any:
         limit=a.limit,
         sample_seed=a.sample_seed,
     )
-    return generate(
+    return RunSpec(
         setup,
+        selection=selection,
         data=resolve_paths(a.root, a.metadata) if (a.root or a.metadata) else None,
         store=a.store,
         run_id=a.run_id,
-        selection=selection,
         retry_errors=a.retry_errors,
-        progress=False if a.no_progress else None,
     )
 
 
-def _report_run(a: argparse.Namespace, config: Any, result: Any) -> int:
-    from vscbench.runner.run import excluded_by_reason, exclusion_summary, retry_command
+def _report_run(a: argparse.Namespace, spec: RunSpec, result: RunResult) -> int:
+    from vscbench.runner.run import retry_command
 
-    c = result.counts
     if a.json:
-        print_json(
-            {
-                "run_id": result.run_id,
-                "store": str(result.store_path),
-                "counts": c,
-                "sent": result.sent,
-                "skipped": result.skipped,
-                "skipped_errors": result.skipped_errors,
-                "excluded": len(result.excluded),
-                "excluded_by_reason": excluded_by_reason(result.excluded),
-                "stats": result.stats.to_dict(),
-            }
-        )
+        print_json(result.to_dict())
     else:
-        kept = f", errors not re-asked {result.skipped_errors}" if result.skipped_errors else ""
-        sys.stdout.write(
-            f"run {result.run_id}{' (resumed)' if result.resumed else ''}\n"
-            f"store {result.store_path}\n"
-            f"items {c['items']}: sent {result.sent}, already answered {result.skipped - result.skipped_errors}"
-            f"{kept}, never sent {exclusion_summary(result.excluded)}\n"
-            f"ok {c['ok']}  blocked {c['blocked']}  empty {c['empty']}  error {c['error']}  "
-            f"pending {c['pending']}  ({result.stats.retries} retries, {result.stats.wall_s:.1f}s)\n"
-        )
+        sys.stdout.write(result.summary())
     for note in result.notes:
         sys.stderr.write(f"vscbench: note: {note}\n")
-    if not c["error"]:
+    if not result.counts["error"]:
         return 0
+    s = spec.setup
     hint = retry_command(
-        a.model, result.run_id, base_url=a.base_url, root=a.root, metadata=a.metadata, store=a.store,
-        config=config, calibrations=a.calibration or (), device=a.device, dtype=a.dtype, batch_size=a.batch_size,
+        s.model, result.run_id, base_url=s.base_url, root=a.root, metadata=a.metadata, store=a.store,
+        config=s.config, calibrations=s.calibrations, device=s.device, dtype=s.dtype, batch_size=s.batch_size,
     )  # fmt: skip
-    failed = result.sent > 0 and result.stats.errors == result.sent
-    if failed:
-        why = " ".join((result.error_example or "").split())
-        why = f" (e.g. {why[:200]}{'...' if len(why) > 200 else ''})" if why else ""
-        sys.stderr.write(
-            f"vscbench: error: every one of the {result.sent} item(s) sent ended in error{why}\n"
-        )
-    sys.stderr.write(
-        f"vscbench: {c['error']} item(s) of run {result.run_id} ended in error; re-ask them with '{hint}'\n"
-    )
-    return 1 if failed else 0
+    for line in result.error_lines(hint):
+        sys.stderr.write(f"vscbench: {line}\n")
+    return result.exit_code()
 
 
 def _cmd_runs(a: argparse.Namespace) -> int:
-    import datetime as dt
-
-    from vscbench.report.names import model_label
+    from vscbench.report.runs import runs_table
     from vscbench.runner.run import list_runs
     from vscbench.store import default_store_path
 
@@ -126,20 +100,8 @@ def _cmd_runs(a: argparse.Namespace) -> int:
         sys.stdout.write(f"no runs yet in {where} (--store FILE or $VSCBENCH_STORE to look elsewhere)\n")
         return 0
     sys.stdout.write(f"runs in {where}\n")
-    cols = ("run", "model", "kind", "created (UTC)", "items", "ok", "blocked", "empty", "error", "pending")
-    rows = [
-        (
-            r["run_id"],
-            model_label(r["model"]),
-            r["kind"],
-            dt.datetime.fromtimestamp(r["created_at"], dt.UTC).strftime("%Y-%m-%d %H:%M"),
-            *(str(r["counts"][k]) for k in ("items", "ok", "blocked", "empty", "error", "pending")),
-        )
-        for r in runs
-    ]
-    widths = [max(len(x) for x in col) for col in zip(cols, *rows, strict=True)]
-    for row in (cols, *rows):
-        sys.stdout.write("  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)).rstrip() + "\n")
+    for line in runs_table(runs):
+        sys.stdout.write(line + "\n")
     return 0
 
 
