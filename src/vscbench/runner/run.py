@@ -971,7 +971,7 @@ def list_runs(store: str | Path | None = None) -> list[dict[str, Any]]:
 class ModelSetup:
     """What answers the items and how it is asked: the model, how to reach or load it, the generation
     config, the calibrations, and the execution limits. The CLI's ``run`` and the safety suite both build
-    one and call :func:`generate`."""
+    one and hand it to :func:`run` inside a :class:`RunSpec`."""
 
     model: str
     base_url: str | None = None
