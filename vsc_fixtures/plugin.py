@@ -107,6 +107,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--model", dest="vsc_model", help="alias (vsc_fixtures/models.yaml), engine spec or checkpoint dir")
     g.addoption("--judge", dest="vsc_judge", action="append", help="local (default, offline), keyword, local:abstain=L, rubric:PROVIDER/MODEL; repeat for a cascade (--judge local --judge rubric:…)")
     g.addoption("--vsc-judge-base-url", help="base URL of the rubric judge's API (an OpenAI-compatible server)")
+    g.addoption("--judge-sees-image", dest="vsc_judge_sees_image", action="store_true", help="send the item's image to a rubric judge")
     g.addoption("--calibration", dest="vsc_calibration", action="append", default=[], help="reminder, fewshot:k=N, steer:…, revise:…")
     g.addoption("--vsc-base-url", help="base URL of an OpenAI-compatible server (openai-compatible/… models)")
     g.addoption("--vsc-data-root", help="release root: images and rendered images ($VSCBENCH_HOME)")
@@ -236,7 +237,8 @@ class SuiteState:
             from vscbench.judges.factory import make_judge
 
             self._judge = make_judge(
-                self.config.getoption("vsc_judge"), base_url=self.config.getoption("vsc_judge_base_url")
+                self.config.getoption("vsc_judge"), base_url=self.config.getoption("vsc_judge_base_url"),
+                sees_image=self.config.getoption("vsc_judge_sees_image") or None,
             )
         return self._judge
 
@@ -701,6 +703,44 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     by_id = state.by_id
     state.expected |= {iid for nid in ids if (iid := item_id_of(nid)) is not None and iid in by_id}
     _say_run(node.config, state)  # the first worker's collection: before any case is scheduled
+    if not state.case_files:  # every worker collects the same cases: the first one's ids are enough
+        _find_orphans_from_ids(node.config, state, [nid for nid in ids if item_id_of(nid) in by_id])
+
+
+def _find_orphans_from_ids(config: pytest.Config, state: SuiteState, ids: list[str]) -> None:
+    """Under xdist: the controller collects nothing, so it names the unused snapshot files from the node ids
+    the workers collected. Deselected cases never reach it, so a run narrowed by its options is not checked."""
+    from types import SimpleNamespace
+
+    from syrupy.location import PyTestLocation
+
+    from vsc_fixtures.snapshots import VscSnapshotExtension
+    from vscbench.suite.snapshots import narrowed_by_options, orphans
+
+    if not state.snapshots or state.snapshot_dir is None or not ids:
+        return
+    opt = config.getoption
+    state.narrowed = state.narrowed or narrowed_by_options(
+        [str(a) for a in config.args], keyword=opt("keyword"), markexpr=opt("markexpr"), sample=opt("vsc_sample"),
+        last_misses=opt("vsc_last_misses"), last_failed=opt("lf", False), deselect=opt("deselect", None),
+        stepwise=opt("stepwise", False),
+    )  # fmt: skip
+    if state.narrowed:
+        return
+    for nid in ids:
+        file, _, rest = nid.partition("::")
+        func, name = rest.split("::")[-1].split("[", 1)[0], rest.split("::")[-1]
+        stub = SimpleNamespace(
+            path=Path(config.rootpath) / file, obj=SimpleNamespace(__module__=Path(file).stem, __name__=func),
+            name=name, nodeid=nid,
+        )  # fmt: skip
+        case = VscSnapshotExtension.get_snapshot_name(test_location=PyTestLocation(stub))  # type: ignore[arg-type]
+        state.case_files.setdefault(Path(file).stem, set()).add(case)
+    state.orphans = orphans(state.snapshot_dir, state.case_files)
+    if state.orphans and getattr(config.option, "update_snapshots", False):
+        for path in state.orphans:
+            path.unlink(missing_ok=True)
+        state.orphans_deleted = True
 
 
 # -- running --------------------------------------------------------------------------------------------
@@ -1062,13 +1102,17 @@ def _write_outputs(config: pytest.Config, state: SuiteState) -> None:
         Path(config.getoption("vsc_json")).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         state.written.append(("gate JSON", config.getoption("vsc_json")))
     if config.getoption("vsc_report"):
-        from vscbench.report.build import build_report
-        from vscbench.report.html import render_html
-        from vscbench.store import Store
+        from vscbench.suite.ci import session_report_html
 
-        with Store(config.getoption("vsc_store"), create=False) as st:
-            rep = build_report(st, [str(state.run_id)], judge=state.judge.id, blocked=config.getoption("vsc_blocked"))
-        Path(config.getoption("vsc_report")).write_text(render_html(rep), encoding="utf-8")
+        by_id = state.by_id
+        html = session_report_html(
+            config.getoption("vsc_store"), str(state.run_id), result=state.gate, flips=session_flips(state),
+            cases=[iid for iid, rec in state.records.items() if rec.outcome is not None],
+            images={iid: getattr(by_id.get(iid), "image", None) for iid in state.records},
+            judge=state.judge.id, blocked=config.getoption("vsc_blocked"),
+            title=f"vscbench safety gate, {state.model.given}",
+        )  # fmt: skip
+        Path(config.getoption("vsc_report")).write_text(html, encoding="utf-8")
         state.written.append(("HTML report", config.getoption("vsc_report")))
     _junit_gate(config, state)
 
