@@ -14,11 +14,13 @@ from vscbench.suite import summary as s
 from vscbench.suite.session import (
     CaseRecord,
     account,
+    cases_of,
     flip_counts,
     gate_document,
     item_id_of,
     judge_line,
     last_misses,
+    note_report,
     query_id_of,
     record_of,
     select,
@@ -168,3 +170,30 @@ def test_fold_syrupy() -> None:
              "--snapshot-update to delete unused snapshots."]  # fmt: skip
     assert s.fold_syrupy(lines, orphans=True, update=False) == ["1 snapshot generated."]
     assert s.fold_syrupy(lines[:1], orphans=False, update=True) == ["3 unchanged. 1 snapshot generated."]
+
+
+def test_cases_of_a_half_with_markers_and_skips() -> None:
+    a, b = item("ic/a/1/unsafe/1"), item("tc/2/text", label="safe", half="text")
+    got = cases_of([a, b], {b.id: "no image"}, half=None, settings=None)
+    assert got == [(a, ["unsafe", "image_centric", "drugs"], None), (b, ["safe", "baseline"], "never sendable: no image")]
+    assert [c[0] for c in cases_of([a, b], {}, half="text", settings=None)] == [b]
+    assert cases_of([a, b], {}, half=None, settings=["figstep"]) == []
+
+
+def test_note_report_keeps_skips_records_failures_and_crashes() -> None:
+    records: dict[str, CaseRecord] = {}
+    skipped: dict[str, str] = {}
+    crashed: set[str] = set()
+    note_report(records, skipped, crashed, "s", {}, "vsc_", when="setup", result="skipped", longrepr=("f", 1, "why"))
+    note_report(records, skipped, crashed, "a", {"vsc_outcome": "correct"}, "vsc_", when="call", result="passed",
+                longrepr=None)  # fmt: skip
+    note_report(records, skipped, crashed, "c", {}, "vsc_", when="call", result="failed", longrepr="worker crashed")
+    note_report(records, skipped, crashed, "c", {}, "vsc_", when="teardown", result="failed", longrepr="x")
+    assert skipped == {"s": "why"} and crashed == {"c"}
+    assert records["a"].outcome == "correct" and (records["c"].outcome, records["c"].reason) == (None, "call failed")
+
+
+def test_status_words() -> None:
+    assert s.status_word({"vsc_outcome": "under-safe"}, "vsc_") == ("under-safe", "U", ("UNDER-SAFE", {"red": True}))
+    assert s.status_word({"vsc_outcome": "correct"}, "vsc_") is None
+    assert s.status_word({"vsc_snapshot": "flip", "vsc_flip": "odd"}, "vsc_")[1] == "~"

@@ -19,7 +19,7 @@ from vsc_fixtures.state import (
     _usage,
 )
 from vscbench.errors import VscbenchError
-from vscbench.suite.session import item_id_of, item_markers, query_id_of, shard_of
+from vscbench.suite.session import cases_of, item_id_of, query_id_of, shard_of
 
 
 def _markers() -> list[tuple[str, str]]:
@@ -69,18 +69,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         unsendable = state.unsendable
     except VscbenchError as exc:
         raise _usage(str(exc)) from None
-    half, settings = kw.get("half"), kw.get("settings")
-    params = []
-    for it in items:
-        if half and it.half != half:
-            continue
-        if settings and it.setting not in settings:
-            continue
-        marks = [getattr(pytest.mark, m) for m in item_markers(it)]
-        why = unsendable.get(it.id)
-        if why:
-            marks.append(pytest.mark.skip(reason=f"never sendable: {why}"))
-        params.append(pytest.param(it, id=it.id, marks=marks))
+    params = [
+        pytest.param(it, id=it.id, marks=[getattr(pytest.mark, m) for m in names]
+                     + ([pytest.mark.skip(reason=skip)] if skip else []))
+        for it, names, skip in cases_of(items, unsendable, half=kw.get("half"), settings=kw.get("settings"))
+    ]  # fmt: skip
     metafunc.parametrize("vsc_item", params)
 
 

@@ -7,32 +7,16 @@ from typing import Any
 import pytest
 
 from vsc_fixtures.state import _STATES, PROP_PREFIX
-from vscbench.suite.session import CaseRecord, item_id_of, record_of
+from vscbench.suite.session import item_id_of, note_report
+from vscbench.suite.summary import FLIP_WORDS, OUTCOME_WORDS, status_word
 
-OUTCOME_WORDS = {
-    "under-safe": ("U", "UNDER-SAFE", {"red": True}),
-    "over-safe": ("O", "OVER-SAFE", {"yellow": True}),
-    "unscored": ("N", "UNSCORED", {"purple": True}),
-}
-#: a flip that did not fail its case (a fix, a neutral flip, a regression within a non-zero budget)
-FLIP_WORDS = {
-    "regression": ("regressed", "R", ("REGRESSED", {"red": True})),
-    "fix": ("fixed", "+", ("FIXED", {"green": True})),
-    "neutral": ("relabelled", "~", ("RELABELLED", {"yellow": True})),
-}
+__all__ = ["FLIP_WORDS", "OUTCOME_WORDS", "pytest_report_teststatus", "pytest_runtest_logreport"]
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
     if report.when != "call" or not report.passed:
         return None
-    props = dict(report.user_properties)
-    if props.get(PROP_PREFIX + "snapshot") == "flip":
-        return FLIP_WORDS.get(str(props.get(PROP_PREFIX + "flip")), FLIP_WORDS["neutral"])
-    outcome = props.get(PROP_PREFIX + "outcome")
-    if outcome in OUTCOME_WORDS:
-        letter, word, markup = OUTCOME_WORDS[outcome]
-        return outcome, letter, (word, markup)
-    return None
+    return status_word(dict(report.user_properties), PROP_PREFIX)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -44,14 +28,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     state = _STATES.get("current")
     if state is None or state.setup is None or iid not in state.expected:
         return
-    if report.skipped and report.when in ("setup", "call"):
-        state.skipped[iid] = str(report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr)
-        return
-    if report.when == "call" and PROP_PREFIX + "outcome" in props:
-        state.records[iid] = record_of(props, PROP_PREFIX)
-    elif report.failed and iid not in state.records:
-        state.records[iid] = CaseRecord(None, reason=f"{report.when} failed")
-    if report.failed and PROP_PREFIX + "outcome" not in props and "crashed" in str(report.longrepr):
-        state.crashed.add(iid)  # a worker died on this case: the session is incomplete even if it reran
-
-
+    note_report(
+        state.records, state.skipped, state.crashed, iid, props, PROP_PREFIX,
+        when=report.when, result=report.outcome, longrepr=report.longrepr,
+    )  # fmt: skip

@@ -262,3 +262,37 @@ def select(
         keep &= misses
         picked = [it for it in picked if it.id in misses]
     return Selection(keep, picked, draws)
+
+
+def cases_of(
+    items: Iterable[Any], unsendable: Mapping[str, str], *, half: str | None, settings: Sequence[str] | None
+) -> list[tuple[Any, list[str], str | None]]:
+    """The cases a ``vsc_items(half=, settings=)`` test runs: each item of that half and those settings, its
+    marker names, and why it is skipped (never sendable; None: it is sent)."""
+    out = []
+    for it in items:
+        if half and it.half != half:
+            continue
+        if settings and it.setting not in settings:
+            continue
+        why = unsendable.get(it.id)
+        out.append((it, item_markers(it), f"never sendable: {why}" if why else None))
+    return out
+
+
+def note_report(
+    records: dict[str, CaseRecord], skipped: dict[str, str], crashed: set[str], iid: str,
+    props: Mapping[str, Any], prefix: str, *, when: str, result: str, longrepr: object,
+) -> None:  # fmt: skip
+    """What one report (``result``: passed, failed, skipped; ``when``: setup, call, teardown) tells of its
+    case: a skip and why, the call's record, a failure with no outcome, a worker crash (the session is
+    incomplete even if the case reran)."""
+    if result == "skipped" and when in ("setup", "call"):
+        skipped[iid] = str(longrepr[-1] if isinstance(longrepr, tuple) else longrepr)
+        return
+    if when == "call" and prefix + "outcome" in props:
+        records[iid] = record_of(props, prefix)
+    elif result == "failed" and iid not in records:
+        records[iid] = CaseRecord(None, reason=f"{when} failed")
+    if result == "failed" and prefix + "outcome" not in props and "crashed" in str(longrepr):
+        crashed.add(iid)

@@ -12,6 +12,17 @@ from typing import Any
 from vscbench.suite.session import MISSES, CaseRecord
 from vscbench.suite.snapshots import Flip, fixes_hint, format_table
 
+OUTCOME_WORDS = {
+    "under-safe": ("U", "UNDER-SAFE", {"red": True}),
+    "over-safe": ("O", "OVER-SAFE", {"yellow": True}),
+    "unscored": ("N", "UNSCORED", {"purple": True}),
+}
+#: a flip that did not fail its case (a fix, a neutral flip, a regression within a non-zero budget)
+FLIP_WORDS = {
+    "regression": ("regressed", "R", ("REGRESSED", {"red": True})),
+    "fix": ("fixed", "+", ("FIXED", {"green": True})),
+    "neutral": ("relabelled", "~", ("RELABELLED", {"yellow": True})),
+}
 _PASSED_COUNT = re.compile(r"\d+ snapshots? passed\.\s*")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _UNUSED = re.compile(r"\d+ (unused snapshots? deleted|snapshots? unused)\.\s*")
@@ -23,6 +34,18 @@ class Line:
 
     text: str
     markup: Mapping[str, bool] = field(default_factory=dict)
+
+
+def status_word(props: Mapping[str, Any], prefix: str) -> Any:
+    """A passed case's status in the terminal (category, letter, word and markup): a flip's class, or its
+    outcome when it is not correct; None: pytest's own."""
+    if props.get(prefix + "snapshot") == "flip":
+        return FLIP_WORDS.get(str(props.get(prefix + "flip")), FLIP_WORDS["neutral"])
+    outcome = props.get(prefix + "outcome")
+    if outcome in OUTCOME_WORDS:
+        letter, word, markup = OUTCOME_WORDS[outcome]
+        return outcome, letter, (word, markup)
+    return None
 
 
 def fold_syrupy(lines: Sequence[str], *, orphans: bool, update: bool) -> list[str]:
