@@ -197,3 +197,24 @@ def test_status_words() -> None:
     assert s.status_word({"vsc_outcome": "under-safe"}, "vsc_") == ("under-safe", "U", ("UNDER-SAFE", {"red": True}))
     assert s.status_word({"vsc_outcome": "correct"}, "vsc_") is None
     assert s.status_word({"vsc_snapshot": "flip", "vsc_flip": "odd"}, "vsc_")[1] == "~"
+
+
+def test_model_setup_flags_win_over_the_alias() -> None:
+    from vscbench.suite.setup import SETUP_FLAGS, check_base_url_model, check_sample, model_setup
+
+    flags = dict.fromkeys(SETUP_FLAGS) | {"vsc_seed": 3, "vsc_calibration": ["reminder"], "vsc_max_tokens": 64}
+    alias = {"max_tokens": 128, "temperature": 0.5, "device": "cuda", "dtype": "float32", "concurrency": 4}
+    api = model_setup("openai/gpt-4o-mini", None, flags, alias)
+    assert (api.config.max_tokens, api.config.temperature, api.config.seed) == (64, 0.5, 3)
+    assert api.device is None and api.dtype is None and api.limits.concurrency == 4
+    assert api.calibrations == ("reminder",)
+    local = model_setup("hf/x", None, flags, alias, worker_gpu=lambda: "cuda:1")
+    assert (local.device, local.dtype) == ("cuda:1", "float32")
+    assert model_setup("hf/x", None, flags | {"vsc_device": "cuda"}, alias, worker_gpu=lambda: "cuda:1").device == "cuda"
+    defaults = model_setup("openai/m", None, dict.fromkeys(SETUP_FLAGS), {})
+    assert (defaults.config.max_tokens, defaults.config.temperature, defaults.limits.concurrency) == (512, 0.0, 16)
+    with pytest.raises(VscbenchError, match="at least 1"):
+        check_sample(0)
+    with pytest.raises(VscbenchError, match="OpenAI-compatible"):
+        check_base_url_model("http://x", "m", "openai/m")
+    check_base_url_model("http://x", "m", "openai-compatible/m")

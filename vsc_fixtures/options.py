@@ -70,24 +70,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _configure_model(config: pytest.Config, state: SuiteState) -> None:
     from vsc_fixtures.models import TINY, ensure_tiny, resolve_model
-    from vscbench.runner.core import Limits, RetryPolicy
-    from vscbench.runner.run import ModelSetup
-    from vscbench.types import GenConfig
+    from vscbench.suite.setup import SETUP_FLAGS, check_base_url_model, check_sample, model_setup
 
     opt = config.getoption
     sample = opt("vsc_sample")
-    if sample is not None and sample < 1:
-        raise VscbenchError(f"--vsc-sample {sample}: must be at least 1")
+    check_sample(sample)
     model = resolve_model(opt("vsc_model"))
     base_url = opt("vsc_base_url")
     if base_url:
         from vscbench.runner.preflight import check_base_url
 
         check_base_url(base_url, "--vsc-base-url")
-    if base_url and not model.spec.startswith("openai-compatible/"):
-        raise VscbenchError(
-            f"--vsc-base-url is for an OpenAI-compatible model; --model {model.given} is {model.spec}"
-        )
+    check_base_url_model(base_url, model.given, model.spec)
     spec = model.spec
     worker = getattr(config, "workerinput", None)
     if worker is not None and worker.get("vsc_model_spec"):
@@ -100,34 +94,10 @@ def _configure_model(config: pytest.Config, state: SuiteState) -> None:
         except ModuleNotFoundError as exc:
             raise VscbenchError(f"the tiny model needs torch and transformers: pip install 'vscbench[hf]' ({exc.name} is missing)") from None
     o = model.options
-
-    def pick(flag: str, key: str) -> Any:
-        v = opt(flag)
-        return v if v is not None else o.get(key)
-
-    gen = GenConfig(
-        temperature=float(pick("vsc_temperature", "temperature") or 0.0),
-        max_tokens=int(pick("vsc_max_tokens", "max_tokens") or 512),
-        seed=opt("vsc_seed"),
-    )
-    concurrency = pick("vsc_concurrency", "concurrency")
-    attempts = opt("vsc_max_attempts")
-    limits = Limits(concurrency=int(16 if concurrency is None else concurrency), rpm=pick("vsc_rpm", "rpm"))
-    policy = RetryPolicy.for_model(spec, RetryPolicy().max_attempts if attempts is None else attempts, opt("vsc_timeout"))
-    device = pick("vsc_device", "device") if spec.startswith("hf/") else None
-    if worker is not None and device and str(device) == "cuda" and opt("vsc_device") is None:
-        device = _worker_device(worker)
-    setup = ModelSetup(
-        model=spec,
-        base_url=base_url,
-        config=gen,
-        calibrations=tuple(opt("vsc_calibration")),
-        device=device,
-        dtype=pick("vsc_dtype", "dtype") if spec.startswith("hf/") else None,
-        batch_size=pick("vsc_batch_size", "batch_size") if spec.startswith("hf/") else None,
-        limits=limits,
-        policy=policy,
-    )
+    setup = model_setup(
+        spec, base_url, {k: opt(k) for k in SETUP_FLAGS}, o,
+        worker_gpu=(lambda: _worker_device(worker)) if worker is not None else None,
+    )  # fmt: skip
     setup.check(flag_prefix="--vsc-")
     from vscbench.judges.factory import check_judge_name
 
