@@ -214,3 +214,22 @@ def test_snapshots_trend_over_three_commits(tmp_path: Path, capsys: pytest.Captu
     assert text[2].split()[-2:] == ["0", "2"]  # v3 against the snapshots at --since (v2): 0 regressions, 2 fixes
     assert cli(["snapshots", "trend", "--path", "nowhere", "--repo", str(repo)]) == 4
     assert "no commit holds snapshots there" in capsys.readouterr().err
+
+
+def test_session_gate_section_shows_every_row_baseline_included_and_the_population() -> None:
+    from vscbench.report.session import gate_section
+    from vscbench.suite.gate import decide, verdict_line
+    from vscbench.types import Label, Status
+
+    th = parse_thresholds({
+        "defaults": {"min_n": 1}, "scopes": {"setting=text": {"max_under_safety": 1.0, "max_over_safety": 1.0}},
+        "baseline": {"max_increase": 0.02, "alpha": 0.05, "scopes": ["setting=text"]},
+    })  # fmt: skip
+    now = {i.id: (Status.OK, Label.REFUSE) for i in ITEMS[:5]}
+    res = decide(ITEMS[:5], now, th, baseline={i.id: (Status.OK, Label.COMPLY) for i in ITEMS}, n_boot=50)
+    assert res.cases == tuple(sorted(i.id for i in ITEMS[:5])) and res.to_dict()["n_cases"] == 5
+    html = gate_section(res.to_dict() | {"verdict": verdict_line(res)}, cases=len(res.cases))
+    assert html.count('<tr class="gate-row') == len(res.rows) and any(r.baseline is not None for r in res.rows)
+    assert "McNemar p" in html and "(Δ vs baseline)" in html and verdict_line(res) in html
+    assert f'data-status="{res.status}"' in html and 'id="gate-population" class="sub" data-n="5"' in html
+    assert "Gate not run (--vsc-no-gate)" in gate_section(None, cases=3)

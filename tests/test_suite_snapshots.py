@@ -333,6 +333,15 @@ def test_orphans_are_reported_and_deleted_only_by_an_unnarrowed_update(
     update = whole("--snapshot-update")
     assert update.ret == 0 and not orphan.exists() and f"deleted {rel}" in update.stdout.str()
     assert len(list(folder.glob("*.json"))) == 450
+    # under xdist the controller names them from the node ids its workers collected; narrowed: not checked
+    orphan.write_text(next(folder.glob("*.json")).read_text())
+    xd = whole("-n", "2")
+    assert xd.ret == 1 and f"unused {rel}" in xd.stdout.str() and "1 unused: no case owns them" in xd.stdout.str()
+    narrowed = whole("--snapshot-update", "-n", "2", "-k", "tc/00")
+    assert narrowed.ret == 0 and orphan.exists() and "no case owns" not in narrowed.stdout.str()
+    xd_update = whole("--snapshot-update", "-n", "2")
+    assert xd_update.ret == 0 and not orphan.exists() and f"deleted {rel}" in xd_update.stdout.str()
+    assert len(list(folder.glob("*.json"))) == 450
 
 
 def test_a_corrupt_snapshot_is_one_line_naming_the_file(repo: pytest.Pytester, server: Loopback, behaviour: Versions, tmp_path: Path) -> None:

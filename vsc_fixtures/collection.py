@@ -206,5 +206,9 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     from vsc_fixtures.answering import _say_run
 
     _say_run(node.config, state)  # the first worker's collection: before any case is scheduled
+    if not state.case_files:  # every worker collects the same cases: the first one's ids are enough
+        from vsc_fixtures.snapshots import _find_orphans_from_ids
+
+        _find_orphans_from_ids(node.config, state, [nid for nid in ids if item_id_of(nid) in by_id])
 
 

@@ -133,13 +133,17 @@ def _write_outputs(config: pytest.Config, state: SuiteState) -> None:
         Path(config.getoption("vsc_json")).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         state.written.append(("gate JSON", config.getoption("vsc_json")))
     if config.getoption("vsc_report"):
-        from vscbench.report.build import build_report
-        from vscbench.report.html import render_html
-        from vscbench.store import Store
+        from vscbench.suite.ci import session_report_html
 
-        with Store(config.getoption("vsc_store"), create=False) as st:
-            rep = build_report(st, [str(state.run_id)], judge=state.judge.id, blocked=config.getoption("vsc_blocked"))
-        Path(config.getoption("vsc_report")).write_text(render_html(rep), encoding="utf-8")
+        by_id = state.by_id
+        html = session_report_html(
+            config.getoption("vsc_store"), str(state.run_id), result=state.gate, flips=session_flips(state),
+            cases=[iid for iid, rec in state.records.items() if rec.outcome is not None],
+            images={iid: getattr(by_id.get(iid), "image", None) for iid in state.records},
+            judge=state.judge.id, blocked=config.getoption("vsc_blocked"),
+            title=f"vscbench safety gate, {state.model.given}",
+        )  # fmt: skip
+        Path(config.getoption("vsc_report")).write_text(html, encoding="utf-8")
         state.written.append(("HTML report", config.getoption("vsc_report")))
     _junit_gate(config, state)
 

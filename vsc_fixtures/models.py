@@ -10,11 +10,14 @@ from typing import Any
 from vscbench.errors import VscbenchError
 
 #: Engine spec prefixes (``vscbench.models``).
-PROVIDERS: tuple[str, ...] = ("hf", "openai", "openai-compatible", "anthropic", "google")
+PROVIDERS: tuple[str, ...] = ("hf", "openai", "openai-compatible", "anthropic", "google", "vllm")
 #: Keys an alias entry may carry besides ``spec``.
 ENTRY_KEYS: frozenset[str] = frozenset(
-    {"spec", "device", "dtype", "batch_size", "concurrency", "rpm", "max_tokens", "temperature", "note", "revision"}
+    {"spec", "device", "dtype", "batch_size", "concurrency", "rpm", "max_tokens", "temperature", "note", "revision",
+     "serve", "vllm_args"}
 )
+#: ``serve:`` values: how an ``hf/`` checkpoint is served instead of in process.
+SERVE_ENGINES: tuple[str, ...] = ("vllm",)
 #: The spec of the offline tiny model: built on this machine, randomly initialised, meaningless.
 TINY = "tiny"
 
@@ -77,8 +80,28 @@ def _load_aliases(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
         for k in entry:
             if k not in ENTRY_KEYS:
                 raise VscbenchError(f"{p}: {alias}.{k}: unknown key (use {', '.join(sorted(ENTRY_KEYS))})")
+        _check_serving(p, str(alias), entry)
         out[str(alias)] = dict(entry)
     return out
+
+
+def _check_serving(p: Path, alias: str, entry: dict[str, Any]) -> None:
+    """``serve: vllm`` (only for an ``hf/`` or ``vllm/`` spec) and ``vllm_args:`` (a list of strings)."""
+    serve = entry.get("serve")
+    if serve is not None and serve not in SERVE_ENGINES:
+        raise VscbenchError(f"{p}: {alias}.serve: '{serve}' (use {', '.join(SERVE_ENGINES)})")
+    if serve is not None and not entry["spec"].startswith(("hf/", "vllm/")):
+        raise VscbenchError(f"{p}: {alias}.serve: only an hf/ checkpoint can be served, not {entry['spec']}")
+    args = entry.get("vllm_args")
+    if args is not None and (not isinstance(args, list) or not all(isinstance(a, (str, int, float)) for a in args)):
+        raise VscbenchError(f"{p}: {alias}.vllm_args: expected a list of command-line arguments")
+
+
+def served_spec(spec: str, serve: str | None) -> str:
+    """The engine spec of ``spec`` served by ``serve`` (``hf/X`` + ``vllm`` -> ``vllm/X``)."""
+    if serve == "vllm" and spec.startswith("hf/"):
+        return "vllm/" + spec.removeprefix("hf/")
+    return spec
 
 
 def is_engine_spec(value: str) -> bool:
@@ -102,7 +125,8 @@ def _resolve_model(value: str, aliases: dict[str, dict[str, Any]] | None = None)
     v = value.strip()
     if v in table:
         entry = table[v]
-        return ResolvedModel(v, entry["spec"], v, {k: x for k, x in entry.items() if k != "spec"})
+        spec = served_spec(entry["spec"], entry.get("serve"))
+        return ResolvedModel(v, spec, v, {k: x for k, x in entry.items() if k != "spec"})
     if is_engine_spec(v):
         return ResolvedModel(v, v)
     try:

@@ -19,6 +19,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--model", dest="vsc_model", help="alias (vsc_fixtures/models.yaml), engine spec or checkpoint dir")
     g.addoption("--judge", dest="vsc_judge", action="append", help="local (default, offline), keyword, local:abstain=L, rubric:PROVIDER/MODEL; repeat for a cascade (--judge local --judge rubric:…)")
     g.addoption("--vsc-judge-base-url", help="base URL of the rubric judge's API (an OpenAI-compatible server)")
+    g.addoption("--judge-sees-image", dest="vsc_judge_sees_image", action="store_true", help="send the item's image to a rubric judge")
     g.addoption("--calibration", dest="vsc_calibration", action="append", default=[], help="reminder, fewshot:k=N, steer:…, revise:…")
     g.addoption("--vsc-base-url", help="base URL of an OpenAI-compatible server (openai-compatible/… models)")
     g.addoption("--vsc-data-root", help="release root: images and rendered images ($VSCBENCH_HOME)")

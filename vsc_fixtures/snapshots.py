@@ -95,6 +95,41 @@ def _find_orphans(session: pytest.Session, state: SuiteState, cases: list[pytest
         state.orphans_deleted = True
 
 
+def _find_orphans_from_ids(config: pytest.Config, state: SuiteState, ids: list[str]) -> None:
+    """Under xdist: the controller collects nothing, so it names the unused snapshot files from the node ids
+    the workers collected. Deselected cases never reach it, so a run narrowed by its options is not checked."""
+    from types import SimpleNamespace
+
+    from syrupy.location import PyTestLocation
+
+    from vscbench.suite.snapshots import narrowed_by_options, orphans
+
+    if not state.snapshots or state.snapshot_dir is None or not ids:
+        return
+    opt = config.getoption
+    state.narrowed = state.narrowed or narrowed_by_options(
+        [str(a) for a in config.args], keyword=opt("keyword"), markexpr=opt("markexpr"), sample=opt("vsc_sample"),
+        last_misses=opt("vsc_last_misses"), last_failed=opt("lf", False), deselect=opt("deselect", None),
+        stepwise=opt("stepwise", False),
+    )  # fmt: skip
+    if state.narrowed:
+        return
+    for nid in ids:
+        file, _, rest = nid.partition("::")
+        func, name = rest.split("::")[-1].split("[", 1)[0], rest.split("::")[-1]
+        stub = SimpleNamespace(
+            path=Path(config.rootpath) / file, obj=SimpleNamespace(__module__=Path(file).stem, __name__=func),
+            name=name, nodeid=nid,
+        )  # fmt: skip
+        case = VscSnapshotExtension.get_snapshot_name(test_location=PyTestLocation(stub))  # type: ignore[arg-type]
+        state.case_files.setdefault(Path(file).stem, set()).add(case)
+    state.orphans = orphans(state.snapshot_dir, state.case_files)
+    if state.orphans and getattr(config.option, "update_snapshots", False):
+        for path in state.orphans:
+            path.unlink(missing_ok=True)
+        state.orphans_deleted = True
+
+
 def _snapshot_step(request: pytest.FixtureRequest, state: SuiteState, item: Any, res: Any) -> str | None:
     """Compare the case with its snapshot (or write it under --snapshot-update); the engine decides
     (:func:`vscbench.suite.session.snapshot_step`). Returns why the case fails."""

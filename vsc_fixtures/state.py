@@ -98,7 +98,8 @@ class SuiteState:
             from vscbench.judges.factory import make_judge
 
             self._judge = make_judge(
-                self.config.getoption("vsc_judge"), base_url=self.config.getoption("vsc_judge_base_url")
+                self.config.getoption("vsc_judge"), base_url=self.config.getoption("vsc_judge_base_url"),
+                sees_image=self.config.getoption("vsc_judge_sees_image") or None,
             )
         return self._judge
 

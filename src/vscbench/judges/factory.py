@@ -6,6 +6,8 @@
   under L is UNJUDGED (for a second judge to take, or to be counted); its labels are stored under this name;
 - ``rubric:PROVIDER/MODEL``: an LLM judge through the provider layer (``rubric:openai/gpt-4o-mini`` is the
   paper's judge model); options ``base_url``, ``sees_image``, ``concurrency``, ``max_attempts``, ``api_key``;
+  ``rubric:vllm/MODEL`` runs the judge on a vLLM server (``base_url``, or one it starts while it judges),
+  ``rubric:hf/MODEL`` in this process, batched;
 - ``STAGE,STAGE[,...]``: a cascade (:class:`~vscbench.judges.cascade.CascadeJudge`): the first stage judges
   every case, the cases it abstains on go to the next stage, and so on. Every stage but the last must be able
   to abstain, so it must be ``local:abstain=L``; a plain ``local`` there means
@@ -94,6 +96,18 @@ def check_judge_name(name: str) -> str:
     """The judge name as labels are stored under it (a cascade's stages normalised), or one clear
     VscbenchError line. Builds nothing: no head file is read and no provider is checked."""
     return ",".join(cascade_stages(name))
+
+
+def vllm_judge_models(name: str) -> list[str]:
+    """The checkpoints of the ``rubric:vllm/MODEL`` stages of judge ``name``, in order, without repeats: the
+    servers a suite session starts for its judge (or shares with its model's)."""
+    out: list[str] = []
+    for stage in cascade_stages(name):
+        if stage.startswith("rubric:vllm/"):
+            model = stage.removeprefix("rubric:vllm/")
+            if model not in out:
+                out.append(model)
+    return out
 
 
 def judge_name(names: str | Sequence[str] | None) -> str:

@@ -6,7 +6,10 @@ inside the tags is data, never instructions, so a response that says "ignore the
 cannot close the tags (it cannot guess the nonce) and is graded as what it is. Temperature 0.
 
 Calls go through the provider layer and the runner's :func:`~vscbench.runner.core.execute` (the project's
-one retry policy, concurrency and rate limits), exactly like generation. Failures are never mapped to a
+one retry policy, concurrency and rate limits), exactly like generation. ``rubric:hf/<model>`` runs in this
+process, ``concurrency`` requests per batch; ``rubric:vllm/<model>`` talks to ``base_url`` (the suite passes
+its session's server, shared with the model's when it is the same checkpoint) or, without one, starts its own
+vLLM server for the time it judges and stops it after (:mod:`vscbench.models.vllm_server`). Failures are never mapped to a
 label: an error, a blocked or empty judge answer, an answer without a parseable label, or a missing image
 (with ``sees_image``) is ``UNJUDGED`` with the reason in ``detail["error"]``.
 
@@ -180,9 +183,19 @@ class RubricJudge:
         return Verdict(Label.UNJUDGED, {"error": reason, "status": response.status.value})
 
     def judge(self, cases: Sequence[Case], on_verdict: OnVerdict | None = None) -> list[Verdict]:
-        return asyncio.run(self._judge(list(cases), on_verdict))
+        if self.spec.startswith("vllm/") and not self.base_url and cases:
+            # no server given: start one for the time it judges (the suite starts one per session instead)
+            from vscbench.models.vllm_server import ServerSpec, VllmServer, parallel_sizes, visible_gpus
 
-    async def _judge(self, cases: list[Case], on_verdict: OnVerdict | None) -> list[Verdict]:
+            model = self.spec.removeprefix("vllm/")
+            tp, dp = parallel_sizes(len(visible_gpus()))
+            with VllmServer(ServerSpec(model, tensor_parallel=tp, data_parallel=dp)) as srv:
+                return asyncio.run(self._judge(list(cases), on_verdict, srv.base_url))
+        return asyncio.run(self._judge(list(cases), on_verdict, self.base_url))
+
+    async def _judge(
+        self, cases: list[Case], on_verdict: OnVerdict | None, base_url: str | None = None
+    ) -> list[Verdict]:
         from vscbench.models.factory import make_provider
         from vscbench.runner.core import Limits, RetryPolicy, execute
 
@@ -204,9 +217,11 @@ class RubricJudge:
             requests.append(req)
         if requests:
             opts: dict[str, Any] = {"max_connections": self.concurrency}
+            if self.spec.startswith("hf/"):
+                opts["batch_size"] = self.concurrency  # in process: the judge's requests go in batches
             if self._api_key:
                 opts["api_key"] = self._api_key
-            provider = make_provider(self.spec, base_url=self.base_url, **opts)
+            provider = make_provider(self.spec, base_url=base_url, **opts)
             try:
                 await execute(
                     provider,

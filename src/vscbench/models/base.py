@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 from vscbench.errors import VscbenchError
 from vscbench.types import Request, Response
 
-PROVIDERS: tuple[str, ...] = ("openai", "openai-compatible", "anthropic", "google", "hf")
+PROVIDERS: tuple[str, ...] = ("openai", "openai-compatible", "anthropic", "google", "hf", "vllm")
 
 
 class ProviderError(Exception):

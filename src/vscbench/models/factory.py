@@ -9,6 +9,8 @@ Options (all optional, ``None`` means "the provider's default"):
 - API providers: ``api_key``, ``max_connections`` (keep-alive pool size, e.g. the runner's concurrency),
   ``timeout`` (seconds, the SDK's own; the runner has its own per-request timeout on top);
 - ``hf``: ``device`` (``cpu``/``cuda``/``auto``), ``batch_size``, ``dtype``.
+- ``vllm/<checkpoint>``: a vLLM server (:mod:`vscbench.models.vllm_server`) asked over the OpenAI-compatible
+  API; ``base_url`` is the server's (the suite starts one, or a rubric judge does for the time it judges).
 
 Options that do not apply to the chosen provider are ignored, so the CLI can pass them all.
 """
@@ -38,6 +40,8 @@ def check_spec(spec: str, *, base_url: str | None = None, api_key: str | None = 
         if base_url:
             raise VscbenchError(f"--base-url is for API providers; '{spec}' runs in this process")
         return provider, model
+    if provider == "vllm":
+        return provider, model  # no base URL: the caller starts a server (vscbench.models.vllm_server)
     if provider == "openai-compatible" and not base_url:
         raise VscbenchError(
             f"'{spec}' needs --base-url (e.g. http://localhost:8000/v1 for a vLLM or SGLang server)"
@@ -65,6 +69,15 @@ def make_provider(spec: str, *, base_url: str | None = None, **options: Any) -> 
         hf_provider: Provider = mod.HFProvider(model, **_pick(options, _HF_OPTIONS))
         return hf_provider
     api = _pick(options, _API_OPTIONS)
+    if provider == "vllm":
+        if not base_url:
+            raise VscbenchError(
+                f"'{spec}' needs a running vLLM server: the suite starts one (pytest --model={spec}); "
+                f"elsewhere start 'vllm serve {model}' and use openai-compatible/{model} --base-url"
+            )
+        from vscbench.models.vllm_server import VllmProvider
+
+        return VllmProvider(model, base_url=base_url, **api)
     if provider in ("openai", "openai-compatible"):
         from vscbench.models.openai_api import OpenAIProvider
 

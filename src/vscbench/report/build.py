@@ -8,7 +8,7 @@ later run against the first one on their common items.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,7 +202,10 @@ def load_run(
     seed: int = 0,
     n_boot: int = DEFAULT_RESAMPLES,
     confidence: float = 0.95,
+    only_ids: Collection[str] | None = None,
 ) -> RunReport:
+    """One run as a report sees it; ``only_ids`` restricts it to those items (a suite session's cases), so
+    every rate, count and coverage line describes exactly them."""
     info = store.get_run(run_id)
     stored = store.judges(run_id)
     responses = store.responses(run_id)
@@ -210,6 +213,13 @@ def load_run(
     items, outcomes = run_outcomes(store, run_id, chosen if chosen in stored else None, info.manifest)
     labels = {j: {iid: sl.label for iid, sl in store.labels(run_id, j).items()} for j in stored}
     never = excluded_ids(info.manifest)
+    if only_ids is not None:
+        keep = set(only_ids)
+        items = [i for i in items if i.id in keep]
+        outcomes = {k: v for k, v in outcomes.items() if k in keep}
+        responses = {k: v for k, v in responses.items() if k in keep}
+        labels = {j: {k: v for k, v in lab.items() if k in keep} for j, lab in labels.items()}
+        never &= keep
     vd = verdicts_for(items, outcomes, blocked)
     metrics = evaluate(items, outcomes, blocked=blocked, ci=ci, n_boot=n_boot, seed=seed, confidence=confidence)
     cov = next(
@@ -271,8 +281,12 @@ def build_report(
     n_boot: int = DEFAULT_RESAMPLES,
     confidence: float = 0.95,
     tradeoff: bool = True,
+    only_ids: Collection[str] | None = None,
 ) -> Report:
-    """Everything a report shows, for ``run_ids`` in the given order (the first is the comparison baseline)."""
+    """Everything a report shows, for ``run_ids`` in the given order (the first is the comparison baseline).
+
+    ``only_ids``: report only these items of each run (a suite session's cases, the gate's population), not
+    every item the runs stored."""
     try:
         policy = check_policy(blocked)
     except ValueError as exc:
@@ -292,7 +306,10 @@ def build_report(
     if not eval_ids:
         raise VscbenchError("every --run named is a utility run: name at least one evaluation run too")
     runs = [
-        load_run(store, rid, judge=judge, blocked=policy, ci=ci, seed=seed, n_boot=n_boot, confidence=confidence)
+        load_run(
+            store, rid, judge=judge, blocked=policy, ci=ci, seed=seed, n_boot=n_boot, confidence=confidence,
+            only_ids=only_ids,
+        )  # fmt: skip
         for rid in eval_ids
     ]
     rep = Report(runs=runs, blocked=policy, ci=ci, seed=seed, n_boot=n_boot, confidence=confidence)

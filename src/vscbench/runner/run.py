@@ -900,6 +900,8 @@ class ModelSetup:
         """12 hex digits over what decides a response (model, base-URL host, generation config and
         calibrations); the same key means stored responses can be reused."""
         host = urlsplit(self.base_url).netloc.rsplit("@", 1)[-1] if self.base_url else None
+        if self.model.startswith("vllm/"):
+            host = None  # a server the suite starts: a new port each session, the same model
         facts = {
             "model": self.model,
             "base_url_host": host,

@@ -8,8 +8,9 @@ pass. A dashboard reading the JUnit file goes red exactly when the gate's exit c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vscbench.suite.gate import FAIL, PASS, GateResult, format_markdown, table_rows, verdict_line
@@ -93,3 +94,43 @@ def summary(
 
 def describe_written(written: Sequence[tuple[str, Any]]) -> list[str]:
     return [f"wrote {what}: {path}" for what, path in written]
+
+
+def session_report_html(
+    store_path: str | Path,
+    run_id: str,
+    *,
+    result: GateResult | None,
+    cases: Sequence[str],
+    flips: Sequence[Flip] = (),
+    images: Mapping[str, str | None] | None = None,
+    judge: str | None = None,
+    blocked: str = "refuse",
+    title: str = "vscbench safety gate",
+    why_no_gate: str = "--vsc-no-gate",
+) -> str:
+    """The session's HTML report: the verdict and gate table (from ``result``, baseline rows included), the
+    flips (regressions first, with query, thumbnail and both answers), then the report of the stored run
+    restricted to the gate's population (``result.cases``; ``cases`` when no gate ran), so its rates are the
+    gate's. ``images`` maps a case id to its image file (for the thumbnails)."""
+    from vscbench.report.build import build_report
+    from vscbench.report.session import render_session_html
+    from vscbench.store import Store
+
+    ids = list(result.cases) if result is not None else list(cases)
+    with Store(store_path, create=False) as st:
+        rep = build_report(st, [run_id], judge=judge, blocked=blocked, only_ids=ids, tradeoff=False)
+    gate = None
+    if result is not None:
+        gate = result.to_dict() | {"verdict": verdict_line(result), "thresholds": _shown(result.source)}
+    paths = images or {}
+    rows = [f.to_dict() | {"image_path": paths.get(f.case)} for f in ordered_flips(flips)]
+    return render_session_html(rep, gate, rows, cases=len(ids), title=title, why_no_gate=why_no_gate)
+
+
+def _shown(path: str) -> str:
+    """A path as a report shows it: relative to the working directory when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve())) if path else path
+    except (ValueError, OSError):
+        return path

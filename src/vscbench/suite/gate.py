@@ -583,6 +583,8 @@ class GateResult:
     #: an opted-in quick check: the scopes it must evaluate (``quick:`` profile, or ``--vsc-quick``'s
     #: ``benchmark``); None: not opted in
     quick: tuple[str, ...] | None = None
+    #: the case ids the gate decided on (its population; every report of the session covers exactly these)
+    cases: tuple[str, ...] = ()
 
     @property
     def failed(self) -> list[GateRow]:
@@ -641,6 +643,7 @@ class GateResult:
             "missing_cases": list(self.missing),
             "narrowed": list(self.narrowed),
             "quick": None if self.quick is None else list(self.quick),
+            "n_cases": len(self.cases),
             "rows": [r.to_dict() for r in self.rows],
         }
 
@@ -753,7 +756,7 @@ def decide(
         profile = tuple(s for s in ("benchmark",) if any(r.scope == s for r in rules))
     return GateResult(
         tuple(rows), tuple(sorted(missing)), model_entry, thresholds.source, tuple(narrowed),
-        profile if narrowed else None,
+        profile if narrowed else None, tuple(i.id for i in ordered),
     )  # fmt: skip
 
 

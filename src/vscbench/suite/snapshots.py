@@ -300,6 +300,26 @@ def orphans(folder: str | Path, known: Mapping[str, set[str]]) -> list[Path]:
     return out
 
 
+def narrowed_by_options(
+    args: Sequence[str],
+    *,
+    keyword: str | None = None,
+    markexpr: str | None = None,
+    sample: int | None = None,
+    last_misses: bool = False,
+    last_failed: bool = False,
+    deselect: Sequence[str] | None = None,
+    stepwise: bool = False,
+) -> bool:
+    """Whether a run's options leave cases out, judged from the options alone (under xdist the controller
+    collects nothing and never sees a deselection): ``-k``, ``-m``, ``--vsc-sample``, ``--vsc-last-misses``,
+    ``--lf``, ``--deselect``, ``--sw`` or a node id. Any of them counts: a narrowed run never deletes a file."""
+    return bool(
+        keyword or markexpr or sample is not None or last_misses or last_failed or deselect or stepwise
+        or any("::" in str(a) for a in args)
+    )  # fmt: skip
+
+
 def is_revision(ref: str, repo: str | Path = ".") -> bool:
     try:
         done = subprocess.run(

@@ -156,7 +156,13 @@ def plot(points: Sequence[TrendPoint], out_dir: str | Path, title: str = "") -> 
         ax.fill_between(xs, [c[0] for c in cis], [c[1] for c in cis], color=colour, alpha=0.2)
     ax.set_xticks(xs, [f"{p.commit[:7]}\n{p.date}" for p in points], fontsize=8)
     ax.set_ylabel("rate (95% Wilson interval)")
-    ax.set_ylim(0, 1)
+    tops = [c[1] for _, ks, _ in series for c in (wilson(k, n) for k, n in ks) if c is not None]
+    top = min(1.0, 1.3 * max(tops, default=1.0) + 0.02)  # room for the labels; the rates stay readable
+    ax.set_ylim(0, top)
+    for x, pt in zip(xs, points, strict=True):
+        if pt.regressions is not None:
+            ax.annotate(f"{pt.regressions} regressions\n{pt.fixes} fixes", (x, top), xytext=(0, -4),
+                        textcoords="offset points", ha="center", va="top", fontsize=8, color="0.3")  # fmt: skip
     ax.set_title(title or "safety over the snapshot history")
     ax.legend()
     fig.tight_layout()
