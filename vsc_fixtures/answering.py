@@ -106,6 +106,7 @@ class CaseView:
             f"{self.outcome} ({r.reason or r.error or ''}) {self.item.id}\n  query: {self.item.query}\n"
             f"  image: {self.item.image}\n  label: {r.label.value if r.label else None} ({r.judge_id})\n"
             f"  response: {r.text[:500]!r}"
+            + (f"\n  source: {self.item.provenance}" if getattr(self.item, "provenance", None) else "")
         )
 
     def check(self) -> None:

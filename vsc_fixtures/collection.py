@@ -27,7 +27,8 @@ def _markers() -> list[tuple[str, str]]:
     from vscbench.types import CATEGORIES
 
     out = [
-        ("vsc_items(half=None, settings=None)", "parametrize the test over benchmark items (vsc_item)"),
+        ("vsc_items(half=None, settings=None, source='benchmark')", "parametrize the test over benchmark items, or the team's own cases with source='own' (vsc_item)"),
+        ("own", "the team's own cases (tests_safety/cases/, --vsc-cases)"),
         ("image_centric", "image-centric half"),
         ("text_centric", "text-centric half (the 4 image settings)"),
         ("baseline", "text-only baseline (XSTest query, no image)"),
@@ -64,11 +65,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("vsc_items")
     kw = dict(marker.kwargs) if marker else {}
     state = _state(metafunc.config)
+    own = kw.get("source", "benchmark") == "own"
     try:
-        items = state.items
-        unsendable = state.unsendable
+        items = state.own if own else state.items
+        unsendable = {} if own else state.unsendable
     except VscbenchError as exc:
         raise _usage(str(exc)) from None
+    if own and not items:  # a placeholder, dropped at collection: the module holds no case at all
+        metafunc.parametrize("vsc_item", [pytest.param(None, id=NO_OWN_CASES[1:-1], marks=pytest.mark.skip)])
+        return
     params = [
         pytest.param(it, id=it.id, marks=[getattr(pytest.mark, m) for m in names]
                      + ([pytest.mark.skip(reason=skip)] if skip else []))
@@ -98,11 +103,15 @@ def pytest_collection(session: pytest.Session) -> None:
             raise _usage(str(exc)) from None
 
 
+#: the own-case module's one placeholder when there are no own cases (dropped at collection)
+NO_OWN_CASES = "[no-own-cases]"
+
+
 def _vsc_cases(items: list[pytest.Item]) -> list[pytest.Item]:
     out = []
     for node in items:
         callspec = getattr(node, "callspec", None)
-        if callspec is not None and "vsc_item" in callspec.params:
+        if callspec is not None and callspec.params.get("vsc_item") is not None:
             node.stash[ITEM_KEY] = callspec.params["vsc_item"]
             out.append(node)
     return out
@@ -110,6 +119,8 @@ def _vsc_cases(items: list[pytest.Item]) -> list[pytest.Item]:
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    if any(n.name.endswith(NO_OWN_CASES) for n in items):  # not a case, never counted as deselected
+        items[:] = [n for n in items if not n.name.endswith(NO_OWN_CASES)]
     cases = _vsc_cases(items)
     if not cases:
         return
@@ -121,7 +132,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             "no model given: pass --model=ALIAS (" + ", ".join(sorted(load_aliases()))
             + "), an engine spec (e.g. --model=openai/gpt-4o-mini) or a checkpoint folder"
         )
-    from vscbench.suite.cases import sendability
+    from vscbench.suite.cases import sendability, split_own
     from vscbench.suite.session import select
 
     sample = config.getoption("vsc_sample")
@@ -135,7 +146,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     except VscbenchError as exc:
         raise _usage(str(exc)) from None
     keep = {n for n in cases if n.stash[ITEM_KEY].id in sel.keep}
-    picked, draws = sel.picked, sel.draws
+    (picked, own), draws = split_own(sel.picked), sel.draws  # own cases: never sampled out, always sendable
     dropped = [n for n in cases if n not in keep]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -158,7 +169,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         state.expected = {n.stash[ITEM_KEY].id for n in items if ITEM_KEY in n.stash}
         tr = config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None and not config.getoption("collectonly"):
-            for line in sendability(picked, state.unsendable, sample=sample, draws=draws, run=len(state.selected)):
+            for line in sendability(
+                picked, state.unsendable, sample=sample, draws=draws, run=len(state.selected), own=len(own)
+            ):
                 tr.write_line(line)
 
 

@@ -56,6 +56,7 @@ def _finish(session: pytest.Session, state: SuiteState) -> None:
 
 def _narrowed(config: pytest.Config, state: SuiteState) -> tuple[str, ...]:
     """How the user narrowed this session's selection (the engine decides; empty: a full run)."""
+    from vscbench.suite.cases import benchmark_count
     from vscbench.suite.gate import narrowed_by
 
     opt = config.getoption
@@ -66,7 +67,7 @@ def _narrowed(config: pytest.Config, state: SuiteState) -> tuple[str, ...]:
         *(["--vsc-last-misses"] if opt("vsc_last_misses") else []),
     ]
     total = len(state.items) if state._items is not None or state.expected else 0
-    return narrowed_by(len(state.expected), total, flags)
+    return narrowed_by(benchmark_count(state.expected), total, flags)  # own cases are counted apart
 
 
 def _baseline(config: pytest.Config, state: SuiteState, scored: list[str]) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from vsc_fixtures.collection import _markers
+from vsc_fixtures.collection import _collects_suite, _markers
 from vsc_fixtures.state import CACHE_RUN, STATE_KEY, SuiteState, _state, _usage
 from vscbench.errors import VscbenchError
 
@@ -49,6 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--vsc-report", help="write the engine's one-file HTML report of the session's run")
     g.addoption("--vsc-snapshot-compare", default="verdict", choices=["verdict", "text"], help="what a snapshot flip is: a changed verdict (default), or also a changed response text")
     g.addoption("--vsc-no-snapshots", action="store_true", help="neither read nor write snapshots")
+    g.addoption("--vsc-cases", action="append", default=[], metavar="PATH", help="the team's own case files: a file or folder besides tests_safety/cases/ (repeatable); none: no own cases")
     g.addoption("--vsc-baseline", help="relative gate: a git revision of this model's snapshots, or another snapshot folder")
 
 
@@ -60,6 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from vscbench.judges.factory import judge_name
 
     config.option.vsc_judge = judge_name(config.option.vsc_judge)  # repeated --judge: one cascade
+    _configure_own_cases(config, state)
     if config.getoption("vsc_model"):
         try:
             _configure_model(config, state)
@@ -67,6 +69,22 @@ def pytest_configure(config: pytest.Config) -> None:
             raise _usage(str(exc)) from None
     elif config.getoption("vsc_base_url"):
         raise _usage("--vsc-base-url is for an OpenAI-compatible model: add --model=openai-compatible/NAME")
+
+
+def _configure_own_cases(config: pytest.Config, state: SuiteState) -> None:
+    """The team's case files, loaded and validated by the engine before anything else (a bad one: one line,
+    exit 4, nothing sent, the store never opened); a marker registered per tag."""
+    from vscbench.data.own_cases import case_paths, load_items, tag_markers
+
+    given = list(config.getoption("vsc_cases") or [])
+    if not given and not _collects_suite(config):
+        return
+    try:
+        state.own = load_items(case_paths(given, config.rootpath))
+    except VscbenchError as exc:
+        raise _usage(str(exc)) from None
+    for name, doc in tag_markers(state.own):
+        config.addinivalue_line("markers", f"{name}: {doc}")
 
 
 def _configure_model(config: pytest.Config, state: SuiteState) -> None:

@@ -85,6 +85,9 @@ class RobustState:
             if n < 1:
                 raise VscbenchError(f"--vsc-robustness-items {n}: must be at least 1")
             main = self.main
+            if _own_seeds(self.config):  # -m "robustness and own": the team's own cases are the seeds
+                self.seeds = main.own[:n]
+                return self.seeds
             pool = [it for it in main.items if it.id not in main.unsendable]
             self.seeds = balanced_sample(pool, n, opt("vsc_seed")) if pool else []
         return self.seeds
@@ -117,6 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "vsc_robust_seed" not in metafunc.fixturenames:
         return
+    from vscbench.data.own_cases import own_markers
     from vscbench.suite.session import item_markers
 
     try:
@@ -124,9 +128,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     except VscbenchError as exc:
         raise pytest.UsageError(str(exc)) from None
     params = [
-        pytest.param(it, id=f"rb/{it.id}", marks=[getattr(pytest.mark, m) for m in item_markers(it)]) for it in seeds
-    ]
+        pytest.param(
+            it, id=f"rb/{it.id}",
+            marks=[getattr(pytest.mark, m) for m in (own_markers(it) if it.source == "own" else item_markers(it))],
+        )
+        for it in seeds
+    ]  # fmt: skip
     metafunc.parametrize("vsc_robust_seed_item", params)
+
+
+def _own_seeds(config: pytest.Config) -> bool:
+    """``-m "robustness and own"``: the marker expression names own cases, so the seeds are drawn from them."""
+    return _opted_in(config) and re.search(r"\bown\b", config.getoption("markexpr") or "") is not None
 
 
 def _opted_in(config: pytest.Config) -> bool:

@@ -33,6 +33,7 @@ class SuiteState:
     thresholds: Any = None
     _paths: Any = None
     _items: list[Any] | None = None
+    own: list[Any] = field(default_factory=list)  # the team's own cases (vscbench.data.own_cases), at configure
     _unsendable: dict[str, str] | None = None
     _judge: Any = None
     _provider: Any = None
@@ -81,7 +82,7 @@ class SuiteState:
 
     @property
     def by_id(self) -> dict[str, Any]:
-        return {it.id: it for it in self.items}
+        return {it.id: it for it in [*self.items, *self.own]}
 
     @property
     def unsendable(self) -> dict[str, str]:
@@ -139,8 +140,10 @@ class SuiteState:
         """What to answer with ``item``: everything selected (one process), or the item's shard (a worker)."""
         if not _is_worker(self.config):
             return self.selected
-        shard = shard_of(item.query_id)
-        return [it for it in self.selected if shard_of(it.query_id) == shard]
+        from vscbench.suite.cases import shard_key
+
+        shard = shard_of(shard_key(item.id, item.query_id))  # what the scheduler gave this worker: its shard
+        return [it for it in self.selected if shard_of(shard_key(it.id, it.query_id)) == shard]
 
 
 def _is_worker(config: pytest.Config) -> bool:

@@ -20,6 +20,10 @@ from typing import Any
 from vscbench.models.revision import Revision, revision_digest
 from vscbench.store import RunInfo, Store
 
+#: The kind of the runs beside a suite run (its own cases ``-own``, its robustness variants ``-robustness``;
+#: ``vscbench.runner.run.VARIANTS_KIND``): never an earlier revision's run.
+COMPANION_KIND = "variants"
+
 
 @dataclass(frozen=True)
 class RunChoice:
@@ -73,6 +77,7 @@ def choose_suite_run(
 
         def latest_other() -> RunInfo | None:
             mine = [r for rid, r in runs.items() if rid == base_run_id or rid.startswith(base_run_id + "-")]
+            mine = [r for r in mine if r.kind != COMPANION_KIND]  # a run's own cases or robustness variants
             mine = [r for r in mine if _answered(st, r.run_id)]
             return max(mine, key=lambda r: r.updated_at) if mine else None
 

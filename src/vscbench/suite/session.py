@@ -45,6 +45,7 @@ def item_id_of(nodeid: str) -> str | None:
 
 
 def query_id_of(item_id: str) -> str:
+    """The shard key a case's id tells: its pair cluster; an own case's file (``own/<stem>``)."""
     parts = item_id.split("/")
     return "/".join(parts[:3] if parts[0] == "ic" else parts[:2])
 
@@ -244,18 +245,16 @@ def select(
     picked: Sequence[Any], unsendable: Mapping[str, str], *, sample: int | None, seed: int, misses: set[str] | None
 ) -> Selection:
     """``--vsc-sample N``: each half's share in proportion to what was selected, drawn (whole pairs) from what
-    can be sent; ``--vsc-last-misses`` (``misses``, None when not asked): only the last run's under-/over-safe
-    cases, and none recorded is an error."""
-    from vscbench.runner.select import proportional_sample
-    from vscbench.suite.cases import HalfDraw
+    can be sent, every own case kept (:func:`~vscbench.suite.cases.draw_sample`); ``--vsc-last-misses``
+    (``misses``, None when not asked): only the last run's under-/over-safe cases, and none recorded is an
+    error."""
+    from vscbench.suite.cases import draw_sample
 
     picked = list(picked)
     keep = {it.id for it in picked}
     draws: list[Any] = []
     if sample is not None:
-        chosen_items, report = proportional_sample(picked, set(unsendable), sample, seed)
-        draws = [HalfDraw(*r) for r in report]
-        keep = {it.id for it in chosen_items}
+        keep, draws = draw_sample(picked, unsendable, sample, seed)
     if misses is not None:
         if not misses:
             raise VscbenchError("--vsc-last-misses: no under-/over-safe cases recorded for this model setup yet")
@@ -268,7 +267,11 @@ def cases_of(
     items: Iterable[Any], unsendable: Mapping[str, str], *, half: str | None, settings: Sequence[str] | None
 ) -> list[tuple[Any, list[str], str | None]]:
     """The cases a ``vsc_items(half=, settings=)`` test runs: each item of that half and those settings, its
-    marker names, and why it is skipped (never sendable; None: it is sent)."""
+    marker names, and why it is skipped (never sendable; None: it is sent). A team's own cases (``items`` of
+    ``source == "own"``, for ``vsc_items(source="own")``) have the markers ``own``, ``safe``/``unsafe`` and
+    one per tag (:func:`~vscbench.data.own_cases.own_markers`)."""
+    from vscbench.data.own_cases import own_markers
+
     out = []
     for it in items:
         if half and it.half != half:
@@ -276,7 +279,8 @@ def cases_of(
         if settings and it.setting not in settings:
             continue
         why = unsendable.get(it.id)
-        out.append((it, item_markers(it), f"never sendable: {why}" if why else None))
+        names = own_markers(it) if it.source == "own" else item_markers(it)
+        out.append((it, names, f"never sendable: {why}" if why else None))
     return out
 
 

@@ -169,7 +169,8 @@ def example_lines(records: Mapping[str, CaseRecord], by_id: Mapping[str, Any], p
         ids = sorted(i for i, r in records.items() if r.outcome == word)
         for iid in ids[:per_kind]:
             rec, it = records[iid], by_id[iid]
-            out.append(Line(f"{word.upper()} {iid}: label {rec.label}; query {it.query[:100]!r}; image {it.image}"))
+            source = f"; source {it.provenance}" if getattr(it, "provenance", None) else ""  # an own case's
+            out.append(Line(f"{word.upper()} {iid}: label {rec.label}; query {it.query[:100]!r}; image {it.image}{source}"))
             out.append(Line(f"    response: {rec.response[:160]!r}"))
         if len(ids) > per_kind:
             out.append(Line(f"    (+{len(ids) - per_kind} more {word}: see --junitxml or --vsc-json)"))
