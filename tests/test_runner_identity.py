@@ -198,3 +198,15 @@ def test_answers_from_two_dated_models_are_said(tmp_path: Path) -> None:
         line is not None and "gpt-4o-2024-08-06 (2), gpt-4o-2024-11-20 (1)" in line and "--vsc-fresh" in line
     )
     assert mixed_models_line(store, "r", {"a", "b"}) is None  # only the session's own cases count
+
+
+def test_a_suite_runs_companions_are_never_an_earlier_revisions_run(tmp_path: Path) -> None:
+    """The own cases' ``-own`` run and the robustness ``-robustness`` run sit beside a suite run (kind
+    ``variants``): a session that answered only own cases leaves one, and the next session is no revision change."""
+    store = tmp_path / "s.sqlite"
+    first = choose_suite_run(store, BASE, Revision("policy-a", "/models"))
+    with Store(store) as st:
+        st.create_run(first.run_id + "-own", kind="variants", model="m", manifest={}, items=[])
+        st.add_response(first.run_id + "-own", Response(item_id="own/f/a@0", status=Status.OK, text="ok"))
+    again = choose_suite_run(store, BASE, Revision("policy-a", "/models"))
+    assert again.run_id == first.run_id and not again.lines
