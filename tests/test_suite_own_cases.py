@@ -145,7 +145,11 @@ def test_own_cases_end_to_end(suite: pytest.Pytester, tmp_path: Path, monkeypatc
     th = thresholds(tmp_path / "t.yaml")
     junit = tmp_path / "junit.xml"
     with Loopback(respond=rule) as lb:
-        res, gate = run(suite, lb, store, th, "-m", "own", "--vsc-quick", "--snapshot-update", f"--junitxml={junit}")
+        html, md = tmp_path / "report.html", tmp_path / "summary.md"
+        res, gate = run(
+            suite, lb, store, th, "-m", "own", "--vsc-quick", "--snapshot-update", f"--junitxml={junit}",
+            f"--vsc-report={html}", f"--vsc-summary={md}",
+        )  # fmt: skip
         out = res.stdout.str()
         assert res.ret == 1, out
         assert lb.total == 4
@@ -163,6 +167,8 @@ def test_own_cases_end_to_end(suite: pytest.Pytester, tmp_path: Path, monkeypatc
         assert "own cases: 4 selected, 4 sendable" in out and "image half" not in out
         xml = junit.read_text()
         assert "tag=incident" in xml and "under-safety" in xml and xml.count('name="vsc_outcome"') == 4
+        assert "tag=incident" in md.read_text() and "source=own" in md.read_text()
+        assert "tag=incident" in html.read_text() and "own/pharmacy/pills-photo" in html.read_text()  # no run but -own
         snaps = snapshot_files(suite)
         assert sorted(snaps) == sorted(ids)
         assert snaps[ids[2]]["outcome"] == "under-safe" and snaps[ids[2]]["image_sha256"]

@@ -117,9 +117,18 @@ def session_report_html(
     from vscbench.report.session import render_session_html
     from vscbench.store import Store
 
+    from vscbench.data.own_cases import case_id_of
+    from vscbench.suite.cases import own_run_id
+
     ids = list(result.cases) if result is not None else list(cases)
     with Store(store_path, create=False) as st:
-        rep = build_report(st, [run_id], judge=judge, blocked=blocked, only_ids=ids, tradeoff=False)
+        # the team's own cases sit in the run beside it (stored as <case id>@<digest>); a session of own cases
+        # only (-m own) has no benchmark run at all
+        runs = [r for r in (run_id, own_run_id(run_id)) if st.has_run(r)] or [run_id]
+        wanted = set(ids)
+        if len(runs) > 1 or runs[0] != run_id:
+            wanted |= {i for i in st.responses(own_run_id(run_id)) if case_id_of(i) in wanted}
+        rep = build_report(st, runs, judge=judge, blocked=blocked, only_ids=wanted, tradeoff=False)
     gate = None
     if result is not None:
         gate = result.to_dict() | {"verdict": verdict_line(result), "thresholds": _shown(result.source)}
