@@ -113,11 +113,10 @@ def session_report_html(
     flips (regressions first, with query, thumbnail and both answers), then the report of the stored run
     restricted to the gate's population (``result.cases``; ``cases`` when no gate ran), so its rates are the
     gate's. ``images`` maps a case id to its image file (for the thumbnails)."""
+    from vscbench.data.own_cases import case_id_of
     from vscbench.report.build import build_report
     from vscbench.report.session import render_session_html
     from vscbench.store import Store
-
-    from vscbench.data.own_cases import case_id_of
     from vscbench.suite.cases import own_run_id
 
     ids = list(result.cases) if result is not None else list(cases)
