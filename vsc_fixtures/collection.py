@@ -107,6 +107,16 @@ def pytest_collection(session: pytest.Session) -> None:
 NO_OWN_CASES = "[no-own-cases]"
 
 
+class NoOwnCases:
+    """Drops the own-case module's placeholder before any other plugin sees the items: it is no case, and
+    syrupy counts what was collected (a case dropped after it looked would read as a narrowed run)."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        if any(n.name.endswith(NO_OWN_CASES) for n in items):
+            items[:] = [n for n in items if not n.name.endswith(NO_OWN_CASES)]
+
+
 def _vsc_cases(items: list[pytest.Item]) -> list[pytest.Item]:
     out = []
     for node in items:
@@ -119,8 +129,6 @@ def _vsc_cases(items: list[pytest.Item]) -> list[pytest.Item]:
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    if any(n.name.endswith(NO_OWN_CASES) for n in items):  # not a case, never counted as deselected
-        items[:] = [n for n in items if not n.name.endswith(NO_OWN_CASES)]
     cases = _vsc_cases(items)
     if not cases:
         return

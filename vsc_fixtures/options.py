@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from vsc_fixtures.collection import _collects_suite, _markers
+from vsc_fixtures.collection import NoOwnCases, _collects_suite, _markers
 from vsc_fixtures.state import CACHE_RUN, STATE_KEY, SuiteState, _state, _usage
 from vscbench.errors import VscbenchError
 
@@ -58,6 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{spec}: {doc}")
     state = SuiteState(config)
     config.stash[STATE_KEY] = state
+    config.pluginmanager.register(NoOwnCases(), "vsc-no-own-cases")
     from vscbench.judges.factory import judge_name
 
     config.option.vsc_judge = judge_name(config.option.vsc_judge)  # repeated --judge: one cascade
