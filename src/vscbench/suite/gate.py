@@ -946,6 +946,12 @@ def audit_requests(
     return out
 
 
+def scope_case_ids(items: Sequence[Item], scopes: Collection[str]) -> set[str]:
+    """The case ids of ``items`` in any of ``scopes`` (the audit sample's population)."""
+    groups = _scope_groups(sorted(items, key=lambda i: i.id))
+    return {i.id for s in scopes for i in getattr(groups.get(s), "items", ())}
+
+
 def narrowed_by(selected: int, total: int, flags: Sequence[str]) -> tuple[str, ...]:
     """How the user narrowed a session: the narrowing ``flags`` given (``-k EXPR``, ``--vsc-sample=120``), or
     how many of the benchmark's ``total`` cases were collected; empty when all ``total`` were selected (a
