@@ -18,6 +18,7 @@ from vscbench.suite.gate import (
     INCOMPLETE,
     PASS,
     Thresholds,
+    audit_lines,
     audit_requests,
     decide,
     format_markdown,
@@ -146,6 +147,7 @@ def test_an_audited_row_decides_on_the_audited_figures_and_every_surface_shows_t
     text, md = format_text(res), format_markdown(res)
     assert figures in text and "under-safety (audited)" in text and figures in md
     assert figures in junit_cases(res)[0].message and not junit_cases(res)[0].failed
+    assert audit_lines(res) == [f"audit benchmark under-safety (deciding): {figures}"]
     html = gate_section(json.loads(json.dumps(res.to_dict())), cases=len(ITEMS))
     assert "judge 33.3%, audited 3.3% [3.3%, 3.3%], 90 labelled, agreement 70%" in html
     assert "data-audit=" in html and "under-safety (audited)" in html

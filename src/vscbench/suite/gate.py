@@ -1153,6 +1153,17 @@ def verdict_line(result: GateResult) -> str:
     return line
 
 
+def audit_lines(result: GateResult) -> list[str]:
+    """One line per audited row, for the terminal: ``audit benchmark under-safety (deciding): judge 19.5%,
+    audited 4.8% [1.9%, 11.0%], 100 labelled, agreement 86%``, or how many labels are missing and the command."""
+    return [
+        f"audit {r.scope} {r.rate_name} ({'deciding' if r.audit.use == 'audited' else 'shown, not deciding'}): "
+        f"{r.audit.figures()}"
+        for r in result.rows
+        if r.audit is not None
+    ]
+
+
 def format_text(result: GateResult, *, top: int = 10, with_headline: bool = True) -> str:
     rows = table_rows(result)
     widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
