@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 import yaml
+from vsc_fixtures.snapshots import model_dir_name
 
 from conftest import METADATA, suite_checkout
 from loopback import Call, Loopback
-from vsc_fixtures.snapshots import model_dir_name
 from vscbench.errors import VscbenchError
 from vscbench.suite.auditcases import find_tasks, label_session, load_tasks
 from vscbench.suite.labelpage import Server
@@ -96,7 +96,7 @@ def test_no_labels_incomplete_then_labels_through_the_page_audit_the_row_and_a_c
     assert row["audit"]["missing"] == 6 and row["audit"]["stale"] == 0 and row["audit"]["estimate"] is None
     assert row["why"] == f"audit: 6 of 6 sampled labels missing: run vscbench label --model {MODEL}"
     res.stdout.fnmatch_lines([f"*INCOMPLETE*vscbench label --model {MODEL}*"])
-    res.stdout.fnmatch_lines([f"*audit*setting=text under-safety*6 of 6 sampled labels missing*"])
+    res.stdout.fnmatch_lines(["*audit*setting=text under-safety*6 of 6 sampled labels missing*"])
     tasks_path = find_tasks(store, MODEL)
     tasks, labels_file = load_tasks(tasks_path)
     assert labels_file == suite.path / "tests_safety" / "__snapshots__" / model_dir_name(MODEL) / "audit-labels.jsonl"
