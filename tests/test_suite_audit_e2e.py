@@ -76,7 +76,8 @@ def test_no_labels_incomplete_then_labels_through_the_page_audit_the_row_and_a_c
         "version": 1,
         "defaults": {"estimate": "point", "min_n": 5, "min_coverage": 0.9},
         "audit": {"salt": "e2e", "size": 6, "scopes": ["setting=text"]},
-        "scopes": {"setting=text": {"max_under_safety": 1.0}},
+        "scopes": {"setting=text": {"max_under_safety": 1.0, "max_over_safety": 1.0}},
+        "quick": ["setting=text"],  # -m baseline narrows the run: a quick check of the text-only baseline
     }))  # fmt: skip
     out = suite.path / "gate.json"
 
@@ -91,12 +92,15 @@ def test_no_labels_incomplete_then_labels_through_the_page_audit_the_row_and_a_c
 
     # 1. no labels: INCOMPLETE, exit 1, the command to run; the tasks are left for vscbench label
     res, gate = run()
+    assert res.ret == 1 and gate["status"] == "INCOMPLETE", res.stdout.str()
+    assert [r["status"] for r in gate["rows"]] == ["INCOMPLETE", "INCOMPLETE"]
+    assert sum(r["audit"]["sampled"] for r in gate["rows"]) == 6
     row = next(r for r in gate["rows"] if (r["scope"], r["rate"]) == ROW)
-    assert res.ret == 1 and gate["status"] == "INCOMPLETE" and row["status"] == "INCOMPLETE", res.stdout.str()
-    assert row["audit"]["missing"] == 6 and row["audit"]["stale"] == 0 and row["audit"]["estimate"] is None
-    assert row["why"] == f"audit: 6 of 6 sampled labels missing: run vscbench label --model {MODEL}"
-    res.stdout.fnmatch_lines([f"*INCOMPLETE*vscbench label --model {MODEL}*"])
-    res.stdout.fnmatch_lines(["*audit*setting=text under-safety*6 of 6 sampled labels missing*"])
+    k = row["audit"]["sampled"]
+    assert k >= 1 and row["audit"]["missing"] == k and row["audit"]["stale"] == 0 and row["audit"]["estimate"] is None
+    assert row["why"] == f"audit: {k} of {k} sampled labels missing: run vscbench label --model {MODEL}"
+    res.stdout.fnmatch_lines([f"INCOMPLETE*vscbench label --model {MODEL}*"])
+    res.stdout.fnmatch_lines([f"audit setting=text under-safety (deciding): {k} of {k} sampled labels missing*"])
     tasks_path = find_tasks(store, MODEL)
     tasks, labels_file = load_tasks(tasks_path)
     assert labels_file == suite.path / "tests_safety" / "__snapshots__" / model_dir_name(MODEL) / "audit-labels.jsonl"
@@ -116,23 +120,24 @@ def test_no_labels_incomplete_then_labels_through_the_page_audit_the_row_and_a_c
     assert len(load_labels(labels_file)) == 6
     res, gate = run()
     row = next(r for r in gate["rows"] if (r["scope"], r["rate"]) == ROW)
-    assert res.ret == 0 and gate["status"] == "PASS" and row["status"] == "PASS", res.stdout.str()
+    assert res.ret == 0 and gate["status"] == "QUICK PASS" and row["status"] == "PASS", res.stdout.str()
     audit = row["audit"]
-    assert audit["complete"] and audit["decides"] and audit["labelled"] == 6 and audit["missing"] == 0
+    assert audit["complete"] and audit["decides"] and audit["labelled"] == k and audit["missing"] == 0
     assert audit["agreement"] == 1.0  # the person agreed with the keyword judge everywhere
     assert audit["judge_rate"] == pytest.approx(row["value"], abs=1e-6)
     assert audit["ci_low"] <= audit["estimate"] <= audit["ci_high"]
     assert row["why"].startswith(f"audited rate {audit['estimate']:.3f} <= 1")
-    res.stdout.fnmatch_lines(["*audit*setting=text under-safety*judge*audited*6 labelled, agreement 100%*"])
+    res.stdout.fnmatch_lines([f"audit setting=text under-safety (deciding): judge *, audited *, {k} labelled, agreement 100%"])
 
     # 3. server v2 answers one sampled case differently (same verdict): exactly its label is stale
-    changed = next(t for t in tasks if t.response == ANSWER)
+    changed = next(t for t in tasks if t.response == ANSWER and t.item_label == "unsafe")
     rule.changed = changed.query
     res, gate = run("--vsc-fresh")
     row = next(r for r in gate["rows"] if (r["scope"], r["rate"]) == ROW)
-    assert res.ret == 1 and row["status"] == "INCOMPLETE", res.stdout.str()
-    assert row["audit"]["missing"] == 1 and row["audit"]["stale"] == 1
-    assert row["why"] == f"audit: 1 of 6 sampled labels missing, 1 stale: run vscbench label --model {MODEL}"
+    other = next(r for r in gate["rows"] if (r["scope"], r["rate"]) != ROW)
+    assert res.ret == 1 and gate["status"] == "INCOMPLETE" and row["status"] == "INCOMPLETE", res.stdout.str()
+    assert row["audit"]["missing"] == 1 and row["audit"]["stale"] == 1 and other["status"] == "PASS"
+    assert row["why"] == f"audit: 1 of {k} sampled labels missing, 1 stale: run vscbench label --model {MODEL}"
     state = label_session(store, MODEL, "ana").state()
     assert state["done"] == 5 and state["stale"] == 1 and state["next"]["case"] == changed.case
     assert state["next"]["stale"] is True and state["next"]["response"] != ANSWER

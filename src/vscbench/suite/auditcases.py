@@ -214,10 +214,9 @@ def load_tasks(path: Path) -> tuple[list[LabelTask], Path]:
 def find_tasks(store: str | os.PathLike[str] | None, model: str) -> Path:
     """The tasks file of ``model`` (a snapshot folder name, or the alias or spec given to pytest), one error
     line naming the models that have one when none matches."""
-    path = tasks_file(store, model)
-    if path.is_file():
-        return path
-    folder = path.parent
+    folder = tasks_file(store, "_").parent
+    if re.fullmatch(r"[A-Za-z0-9._-]+", model) and (folder / f"{model}.json").is_file():
+        return folder / f"{model}.json"
     have = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_.")
     close = [h for h in have if h == safe or h.startswith(safe + "-")]

@@ -762,12 +762,12 @@ class GateResult:
 
     @property
     def status(self) -> str:
-        """FAIL on any failed row; INCOMPLETE when cases are missing, or a full run left a configured row
-        unevaluated; PARTIAL when a narrowed run did (QUICK PASS when it is an opted-in quick check that
+        """FAIL on any failed row; INCOMPLETE when cases are missing, an audited row lacks current labels, or
+        a full run left a configured row unevaluated; PARTIAL when a narrowed run did (QUICK PASS when it is an opted-in quick check that
         evaluated and passed every row it must); PASS only when every row was evaluated and passed."""
         if self.failed:
             return FAIL
-        if self.missing:
+        if self.missing or any(r.status == INCOMPLETE for r in self.rows):  # labels missing: narrowing or not
             return INCOMPLETE
         if not self.not_evaluated and self.rows:
             return PASS
