@@ -120,6 +120,9 @@ def test_an_audited_row_without_current_labels_is_incomplete_and_says_the_comman
     assert row.why == "audit: 5 of 10 sampled labels missing, 2 stale: run vscbench label --model qwen-vl"
     first = headline(res)
     assert first is not None and first.startswith("INCOMPLETE") and "vscbench label --model qwen-vl" in first
+    none_drawn = row_audit({c: c in flagged for c in UNSAFE}, UNSAFE[:0], {})  # the sample missed the row
+    res0 = decide(ITEMS, results(flagged), t, audits={("benchmark", "under-safety"): none_drawn})
+    assert res0.rows[0].status == INCOMPLETE and "the sample holds no case of this row" in res0.rows[0].why
     d = res.to_dict()["rows"][0]["audit"]
     assert d["complete"] is False and d["missing"] == 5 and d["stale"] == 2 and d["estimate"] is None
     assert d["command"] == "vscbench label --model qwen-vl"

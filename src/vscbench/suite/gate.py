@@ -848,6 +848,9 @@ def _row(
         if e is None:
             why = f"audit: {audit.figures()}" if audit.sampled else f"audit: no labels for this row: run {audit.command}"
             return GateRow(**common, status=INCOMPLETE, why=why)  # type: ignore[arg-type]
+        if audit.sampled == 0:  # nothing of the row was drawn: its figures would be the judge's alone
+            why = "audit: the sample holds no case of this row: raise audit.size"
+            return GateRow(**common, status=INCOMPLETE, why=why)  # type: ignore[arg-type]
         judged = e.estimate if rule.estimate == "point" else e.ci_high
         what = "audited rate" if rule.estimate == "point" else "audited 95% upper end"
         note = f" ({audit.figures()})"
