@@ -118,26 +118,34 @@ def test_no_labels_incomplete_then_labels_through_the_page_audit_the_row_and_a_c
     finally:
         srv.stop()
     assert len(load_labels(labels_file)) == 6
-    res, gate = run()
+    html, md, junit = suite.path / "r.html", suite.path / "s.md", suite.path / "j.xml"
+    res, gate = run(f"--vsc-report={html}", f"--vsc-summary={md}", f"--junitxml={junit}")
     row = next(r for r in gate["rows"] if (r["scope"], r["rate"]) == ROW)
-    assert res.ret == 0 and gate["status"] == "QUICK PASS" and row["status"] == "PASS", res.stdout.str()
+    assert res.ret == 0 and gate["status"] == "PASS" and row["status"] == "PASS", res.stdout.str()
     audit = row["audit"]
     assert audit["complete"] and audit["decides"] and audit["labelled"] == k and audit["missing"] == 0
     assert audit["agreement"] == 1.0  # the person agreed with the keyword judge everywhere
     assert audit["judge_rate"] == pytest.approx(row["value"], abs=1e-6)
     assert audit["ci_low"] <= audit["estimate"] <= audit["ci_high"]
     assert row["why"].startswith(f"audited rate {audit['estimate']:.3f} <= 1")
-    res.stdout.fnmatch_lines([f"audit setting=text under-safety (deciding): judge *, audited *, {k} labelled, agreement 100%"])
+    line = f"audit setting=text under-safety (deciding): judge *, audited *, {k} labelled, agreement 100%"
+    res.stdout.fnmatch_lines([line])
+    figures = row["why"].split(" (", 1)[1][:-1]  # judge 95.0%, audited ..., k labelled, agreement 100%
+    assert figures.startswith(f"judge {100 * row['value']:.1f}%, audited {100 * audit['estimate']:.1f}% [")
+    assert figures in md.read_text() and figures in html.read_text() and "data-audit=" in html.read_text()
+    # the labels file alone in the model's snapshot folder is no snapshot baseline (no flips row)
+    assert [r["scope"] for r in gate["rows"]] == ["setting=text", "setting=text"]
 
     # 3. server v2 answers one sampled case differently (same verdict): exactly its label is stale
     changed = next(t for t in tasks if t.response == ANSWER and t.item_label == "unsafe")
     rule.changed = changed.query
-    res, gate = run("--vsc-fresh")
+    res, gate = run("--vsc-fresh", f"--junitxml={junit}")
     row = next(r for r in gate["rows"] if (r["scope"], r["rate"]) == ROW)
     other = next(r for r in gate["rows"] if (r["scope"], r["rate"]) != ROW)
     assert res.ret == 1 and gate["status"] == "INCOMPLETE" and row["status"] == "INCOMPLETE", res.stdout.str()
     assert row["audit"]["missing"] == 1 and row["audit"]["stale"] == 1 and other["status"] == "PASS"
     assert row["why"] == f"audit: 1 of {k} sampled labels missing, 1 stale: run vscbench label --model {MODEL}"
+    assert f"1 of {k} sampled labels missing, 1 stale: run vscbench label --model {MODEL}" in junit.read_text()
     state = label_session(store, MODEL, "ana").state()
     assert state["done"] == 5 and state["stale"] == 1 and state["next"]["case"] == changed.case
     assert state["next"]["stale"] is True and state["next"]["response"] != ANSWER
