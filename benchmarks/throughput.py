@@ -5,7 +5,7 @@ process) answers every request after exactly L seconds. N text-centric benchmark
 the search/typography/concat/figstep settings, with placeholder images written to a temporary release root)
 are then answered three ways, each in a fresh child process so that its peak RSS is its own:
 
-- ``runner``: the real thing, ``run_generation`` (items, store, manifest, execute) at concurrency C;
+- ``runner``: the real thing, ``run(RunSpec)`` (items, store, manifest, execute) at concurrency C;
 - ``bare``: a bare asyncio loop over the same SDK with a semaphore of C (what the machine allows);
 - ``threads``: a 10-thread pool over the synchronous SDK (the original scripts' design).
 
@@ -81,22 +81,20 @@ def _messages(item: Any) -> list[dict[str, Any]]:
 def worker_runner(base_url: str, root: Path, n: int, c: int) -> dict[str, Any]:
     import openai  # noqa: F401  (imported before the clock starts, as in the other clients)
 
+    from vscbench.data.paths import DataPaths
     from vscbench.runner.core import Limits
-    from vscbench.runner.run import run_generation
+    from vscbench.runner.run import ModelSetup, RunSpec, run
     from vscbench.runner.select import Selection
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        res = run_generation(
-            f"openai-compatible/{MODEL}",
-            base_url=base_url,
-            root=str(root),
-            metadata=str(METADATA),
-            store=Path(tmp) / "bench.sqlite",
+        spec = RunSpec(
+            ModelSetup(f"openai-compatible/{MODEL}", base_url=base_url, limits=Limits(concurrency=c)),
             selection=Selection(half="text", settings=SETTINGS, limit=n),
-            limits=Limits(concurrency=c),
-            progress=False,
+            data=DataPaths(root=root, metadata=METADATA),
+            store=Path(tmp) / "bench.sqlite",
         )
+        res = run(spec, progress=False)
         wall = time.perf_counter() - t0
     return {"wall": wall, "exec_wall": res.stats.wall_s, "ok": res.counts["ok"], "n": res.counts["items"]}
 

@@ -337,7 +337,7 @@ def test_orphans_are_reported_and_deleted_only_by_an_unnarrowed_update(
     orphan.write_text(next(folder.glob("*.json")).read_text())
     xd = whole("-n", "2")
     assert xd.ret == 1 and f"unused {rel}" in xd.stdout.str() and "1 unused: no case owns them" in xd.stdout.str()
-    narrowed = whole("--snapshot-update", "-n", "2", "-k", "tc/00")
+    narrowed = whole("--snapshot-update", "--vsc-quick", "-n", "2", "-k", "tc/00")
     assert narrowed.ret == 0 and orphan.exists() and "no case owns" not in narrowed.stdout.str()
     xd_update = whole("--snapshot-update", "-n", "2")
     assert xd_update.ret == 0 and not orphan.exists() and f"deleted {rel}" in xd_update.stdout.str()

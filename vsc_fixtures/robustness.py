@@ -72,7 +72,7 @@ class RobustState:
 
     @property
     def main(self) -> Any:
-        from vsc_fixtures.plugin import _state
+        from vsc_fixtures.state import _state
 
         return _state(self.config)
 
@@ -117,7 +117,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "vsc_robust_seed" not in metafunc.fixturenames:
         return
-    from vsc_fixtures.plugin import item_markers
+    from vscbench.suite.session import item_markers
 
     try:
         seeds = _rstate(metafunc.config).seed_items()
@@ -395,7 +395,7 @@ def vsc_robust_seed(request: pytest.FixtureRequest, vsc_robust_seed_item: Any) -
     main = rs.main
     item = vsc_robust_seed_item
     if item.id not in main.results:
-        from vsc_fixtures.plugin import _is_worker
+        from vsc_fixtures.state import _is_worker
 
         batch = [item] if _is_worker(config) else (rs.selected or [item])
         try:

@@ -92,22 +92,22 @@ def _forget_demo_run(store_path: Path, out: Path, *, force: bool = False) -> Non
 
 
 def _run(model: str, *, root: Path, metadata: Path, store: Path, limit: int, max_tokens: int) -> str:
-    from vscbench.runner.run import run_generation
+    from vscbench.data.paths import DataPaths
+    from vscbench.runner.run import ModelSetup, RunSpec, run
     from vscbench.runner.select import Selection
     from vscbench.types import GenConfig
 
-    res = run_generation(
-        model,
-        root=str(root),
-        metadata=str(metadata),
+    setup = ModelSetup(
+        model, config=GenConfig(temperature=0.0, max_tokens=max_tokens, seed=0), device="cpu", batch_size=4
+    )
+    spec = RunSpec(
+        setup,
+        selection=Selection(half="text", settings=DEMO_SETTINGS, limit=limit),
+        data=DataPaths(root=root, metadata=metadata),
         store=store,
         run_id=RUN_ID,
-        selection=Selection(half="text", settings=DEMO_SETTINGS, limit=limit),
-        config=GenConfig(temperature=0.0, max_tokens=max_tokens, seed=0),
-        device="cpu",
-        batch_size=4,
-        progress=None,
     )
+    res = run(spec, progress=None)
     c = res.counts
     _say(f"run '{res.run_id}': {c.get('ok', 0)} ok, {c.get('error', 0)} errors, {c.get('empty', 0)} empty, "
          f"{c.get('blocked', 0)} blocked of {c.get('items', 0)} items")

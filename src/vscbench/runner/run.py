@@ -89,6 +89,57 @@ class RunResult:
     #: things the user should know (e.g. a resume keeps items the new selection leaves out)
     notes: list[str] = field(default_factory=list)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The result as ``vscbench run --json`` prints it."""
+        return {
+            "run_id": self.run_id,
+            "store": str(self.store_path),
+            "counts": self.counts,
+            "sent": self.sent,
+            "skipped": self.skipped,
+            "skipped_errors": self.skipped_errors,
+            "excluded": len(self.excluded),
+            "excluded_by_reason": excluded_by_reason(self.excluded),
+            "stats": self.stats.to_dict(),
+        }
+
+    def summary(self) -> str:
+        """Four lines: the run, the store, what was sent, kept and never sent, and the counts by status."""
+        c = self.counts
+        kept = f", errors not re-asked {self.skipped_errors}" if self.skipped_errors else ""
+        return (
+            f"run {self.run_id}{' (resumed)' if self.resumed else ''}\n"
+            f"store {self.store_path}\n"
+            f"items {c['items']}: sent {self.sent}, already answered {self.skipped - self.skipped_errors}"
+            f"{kept}, never sent {exclusion_summary(self.excluded)}\n"
+            f"ok {c['ok']}  blocked {c['blocked']}  empty {c['empty']}  error {c['error']}  "
+            f"pending {c['pending']}  ({self.stats.retries} retries, {self.stats.wall_s:.1f}s)\n"
+        )
+
+    @property
+    def all_failed(self) -> bool:
+        """Every item this invocation sent ended in error (a dead endpoint, a wrong key, ...)."""
+        return self.sent > 0 and self.stats.errors == self.sent
+
+    def error_lines(self, retry_hint: str) -> list[str]:
+        """What to tell about the run's errored items (none: no line): that every item sent failed, with
+        an example, and how to re-ask them (``retry_hint``, e.g. :func:`retry_command`)."""
+        if not self.counts["error"]:
+            return []
+        lines = []
+        if self.all_failed:
+            why = " ".join((self.error_example or "").split())
+            why = f" (e.g. {why[:200]}{'...' if len(why) > 200 else ''})" if why else ""
+            lines.append(f"error: every one of the {self.sent} item(s) sent ended in error{why}")
+        lines.append(
+            f"{self.counts['error']} item(s) of run {self.run_id} ended in error; re-ask them with '{retry_hint}'"
+        )
+        return lines
+
+    def exit_code(self) -> int:
+        """1 when items ended in error and every item sent failed; else 0 (errors alone are re-asked)."""
+        return 1 if self.counts["error"] and self.all_failed else 0
+
 
 def new_run_id(model_spec: str, now: float | None = None) -> str:
     """``<model>-<UTC yyyymmdd-HHMMSS>-<4 hex>``: readable, sortable by time, unique enough."""
@@ -504,7 +555,10 @@ def run_generation(
     only_selected: bool = False,
     model_revision: str | None = None,
 ) -> RunResult:
-    """Create or resume a generation run and answer every pending item (see the module invariants).
+    """:func:`run` with the spec given flag by flag (kept for callers that predate :class:`RunSpec`): ``root``
+    and ``metadata`` are resolved where :func:`run` resolves its data, so the checks run in the same order.
+
+    Create or resume a generation run and answer every pending item (see the module invariants).
 
     Order: check and select (nothing written), render missing images, build the provider (an ``hf/`` model
     loads here), record the run, send. ``provider`` replaces the one ``model`` names (tests, embedding); it
@@ -512,10 +566,45 @@ def run_generation(
     other pending ones: processes sharing one run (the suite's xdist workers) each send the items they own,
     while another may be sending the rest at that moment.
     """
-    check_options(config, limits, policy, batch_size)
-    check_selection(selection)
-    if run_id is not None:
-        check_run_id(run_id)
+    setup = ModelSetup(
+        model=model,
+        base_url=base_url,
+        config=config,
+        calibrations=tuple(calibrations),
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        limits=limits,
+        policy=policy,
+        revision=model_revision,
+    )
+    spec = RunSpec(
+        setup,
+        selection=selection,
+        store=store,
+        run_id=run_id,
+        retry_errors=retry_errors,
+        only_selected=only_selected,
+    )
+    return _run_spec(spec, provider=provider, progress=progress, root=root, metadata=metadata)
+
+
+def _run_spec(
+    spec: RunSpec,
+    *,
+    provider: Provider | None,
+    progress: bool | None,
+    root: str | None = None,
+    metadata: str | None = None,
+) -> RunResult:
+    """The body of :func:`run`; ``root``/``metadata`` stand in for ``spec.data`` when it is None."""
+    spec.check()
+    setup, selection, store, run_id = spec.setup, spec.selection, spec.store, spec.run_id
+    model, base_url, config, calibrations = setup.model, setup.base_url, setup.config, setup.calibrations
+    limits, policy, device, batch_size, dtype = setup.limits, setup.policy, setup.device, setup.batch_size, setup.dtype
+    retry_errors, only_selected, model_revision = spec.retry_errors, spec.only_selected, setup.revision
+    if spec.data is not None:
+        root, metadata = str(spec.data.root), str(spec.data.metadata)
     if provider is None:
         from vscbench.models.factory import check_spec
 
@@ -882,7 +971,7 @@ def list_runs(store: str | Path | None = None) -> list[dict[str, Any]]:
 class ModelSetup:
     """What answers the items and how it is asked: the model, how to reach or load it, the generation
     config, the calibrations, and the execution limits. The CLI's ``run`` and the safety suite both build
-    one and call :func:`generate`."""
+    one and hand it to :func:`run` inside a :class:`RunSpec`."""
 
     model: str
     base_url: str | None = None
@@ -937,6 +1026,45 @@ class ModelSetup:
         )
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """One generation run as the CLI, the suite, the demo and the benchmarks ask for it, built once: what
+    answers (``setup``, its revision included), which items (``selection`` of the release at ``data``;
+    None: the default release), where it goes (``store``, ``run_id``: None = a new generated id, an existing
+    id is resumed), and how a resume treats what is there (``retry_errors`` re-asks errored items;
+    ``only_selected`` sends only the selected items, never the run's other pending ones: processes sharing
+    one run, as the suite's xdist workers do, each send the items they own). How this process runs it (the
+    ``provider`` to use, a ``progress`` bar) is not part of the spec: see :func:`run`."""
+
+    setup: ModelSetup
+    selection: Selection = Selection()
+    data: DataPaths | None = None
+    store: str | Path | None = None
+    run_id: str | None = None
+    retry_errors: bool = False
+    only_selected: bool = False
+
+    def check(self) -> None:
+        """The checks made before anything is loaded, opened, sent or written: generation options, limits,
+        retry policy and batch size; the selection; the run id's form. (The model spec is checked by
+        :func:`run`, against the factory or the provider it is given.)"""
+        s = self.setup
+        check_options(s.config, s.limits, s.policy, s.batch_size)
+        check_selection(self.selection)
+        if self.run_id is not None:
+            check_run_id(self.run_id)
+
+
+def run(spec: RunSpec, *, provider: Provider | None = None, progress: bool | None = None) -> RunResult:
+    """Create or resume the run ``spec`` describes and answer every pending item (see the module invariants).
+
+    Order: check and select (nothing written), render missing images, build the provider (an ``hf/`` model
+    loads here), record the run, send. ``provider`` replaces the one the spec's model names (tests,
+    embedding, the suite's in-process model); it is then not closed here. ``progress``: None = a bar on a
+    terminal only."""
+    return _run_spec(spec, provider=provider, progress=progress)
+
+
 def generate(
     setup: ModelSetup,
     *,
@@ -949,29 +1077,9 @@ def generate(
     provider: Provider | None = None,
     only_selected: bool = False,
 ) -> RunResult:
-    """Answer the selected items with ``setup`` into ``store`` (a new run, or a resume of ``run_id``);
-    ``only_selected``: see :func:`run_generation`."""
-    return run_generation(
-        setup.model,
-        base_url=setup.base_url,
-        root=str(data.root) if data is not None else None,
-        metadata=str(data.metadata) if data is not None else None,
-        store=store,
-        run_id=run_id,
-        selection=selection,
-        config=setup.config,
-        calibrations=setup.calibrations,
-        limits=setup.limits,
-        policy=setup.policy,
-        retry_errors=retry_errors,
-        device=setup.device,
-        batch_size=setup.batch_size,
-        dtype=setup.dtype,
-        progress=progress,
-        provider=provider,
-        only_selected=only_selected,
-        model_revision=setup.revision,
-    )
+    """:func:`run` of ``RunSpec(setup, ...)``, the spec given field by field."""
+    spec = RunSpec(setup, selection, data, store, run_id, retry_errors, only_selected)
+    return run(spec, provider=provider, progress=progress)
 
 
 # -- arbitrary items (robustness variants): answered through the same execution, cached by item id ------

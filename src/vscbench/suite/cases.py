@@ -19,7 +19,7 @@ from vscbench.judges.apply import label_one_judge
 from vscbench.judges.base import Case, Judge
 from vscbench.metrics import BlockedPolicy
 from vscbench.models.base import Provider
-from vscbench.runner.run import ModelSetup, RunResult, generate
+from vscbench.runner.run import ModelSetup, RunResult, RunSpec, run
 from vscbench.runner.select import Selection
 from vscbench.store import Store
 from vscbench.suite.gate import case_outcome, reason_class
@@ -190,21 +190,20 @@ def answer_and_judge(
 ) -> Answered:
     """Generate what is missing for ``items`` in run ``run_id`` (created or resumed), judge the unlabelled
     ``ok`` responses, and return every item's :class:`CaseResult`. Errored items are asked again."""
-    run: RunResult | None = None
+    result: RunResult | None = None
     with Store(store) as st:  # everything answered already (a re-run): no provider, no model load
         done = st.completed_item_ids(run_id, include_errors=False) if st.has_run(run_id) else set()
     if any(it.id not in done for it in items):
-        run = generate(
+        spec = RunSpec(
             setup,
+            selection=Selection(ids=tuple(it.id for it in items)),
             data=data,
             store=store,
             run_id=run_id,
-            selection=Selection(ids=tuple(it.id for it in items)),
             retry_errors=True,
-            progress=progress,
-            provider=provider,
             only_selected=True,  # another process sharing the run may be sending its other items now
         )
+        result = run(spec, provider=provider, progress=progress)
     with Store(store) as st:
         if not items:
             return Answered(None, {})
@@ -218,4 +217,4 @@ def answer_and_judge(
         results = read_results(st, run_id, items, judge.id, blocked, responses)
         for iid in judged.stale_ids & results.keys():
             results[iid] = replace(results[iid], relabelled=True)
-        return Answered(run, results)
+        return Answered(result, results)

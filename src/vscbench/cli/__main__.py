@@ -1,0 +1,5 @@
+"""``python -m vscbench.cli``."""
+
+from vscbench.cli.main import main
+
+raise SystemExit(main())
