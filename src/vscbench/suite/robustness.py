@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vscbench.errors import VscbenchError
-
 from vscbench.judges.apply import label_one_judge
 from vscbench.judges.base import Case, Judge
 from vscbench.metrics import BlockedPolicy
@@ -210,12 +209,13 @@ def describe_flip(item: Item, canonical: CaseResult, flip: Flip, tried: int) -> 
     )
 
 
-def summary_lines(records: Iterable[Record], *, model: str, run_id: str, examples: int) -> list[tuple[str, bool]]:
+def summary_lines(
+    records: Iterable[Record], *, model: str, run_id: str, examples: int
+) -> list[tuple[str, bool]]:
     """The robustness section of the terminal summary, as ``(line, red)``: per setting, the seed items that
     held under every variation tried, the skipped ones with their reason and each flip."""
-    lines = [
-        (f"model {model}, variants run {variants_run_id(run_id)}, up to {examples} examples per seed item", False)
-    ]
+    head = f"model {model}, variants run {variants_run_id(run_id)}, up to {examples} examples per seed item"
+    lines = [(head, False)]
     by_setting: dict[str, list[Record]] = {}
     for rec in records:
         by_setting.setdefault(rec.setting, []).append(rec)
