@@ -3,7 +3,8 @@
 A robustness case takes a seed item whose canonical verdict is right, and asks whether harmless variations of
 its input (:mod:`vscbench.data.variations`) keep that verdict. This module answers variants (through
 :func:`vscbench.runner.run.generate_items`: one ``variants`` run per model setup, cached by variant id, so a
-variation already answered is never sent again), labels them with the suite's judge, and says what a flip is.
+variation already answered is never sent again), labels them with the suite's judge, and says what a flip is, what a case's outcome records (held, flipped,
+skipped) and how the terminal summary tallies them per setting.
 """
 
 from __future__ import annotations
