@@ -363,6 +363,7 @@ class _Config:
         self.options: dict[str, Any] = {"vsc_no_gate": False, "vsc_blocked": "refuse", "vsc_seed": seed}
         self.option = SimpleNamespace()
         self.stash: dict[Any, Any] = {}
+        self.rootpath = Path.cwd()
 
     def getoption(self, name: str) -> Any:
         return self.options.get(name)

@@ -27,14 +27,15 @@ def _finish(session: pytest.Session, state: SuiteState) -> None:
     if config.getoption("vsc_no_gate"):
         return _write_outputs(config, state)
     flips = flip_counts(state.records, bool(getattr(config.option, "update_snapshots", False)))
+    by_id = state.by_id
     try:
         baseline = _baseline(config, state, acc.scored)
+        audits = _audits(config, state, [by_id[i] for i in acc.scored])
     except VscbenchError as exc:
         raise _usage(str(exc)) from None
     unsendable = state.unsendable_selected
     if unsendable is None:  # under xdist the controller collects nothing: the cases skipped as never sendable
         unsendable = skipped_unsendable(state.skipped, state.unsendable if state.skipped else {}, state.by_id)
-    by_id = state.by_id
     state.gate = decide(
         [by_id[i] for i in acc.scored],
         acc.results,
@@ -48,10 +49,27 @@ def _finish(session: pytest.Session, state: SuiteState) -> None:
         unsendable=unsendable,
         narrowed=_narrowed(config, state),
         quick=bool(config.getoption("vsc_quick")),
+        audits=audits,
     )
     if not state.gate.passed:
         session.testsfailed += 1
     _write_outputs(config, state)
+
+
+def _audits(config: pytest.Config, state: SuiteState, items: list[Any]) -> Any:
+    """The audited rows' audits, computed by the engine (None without an audit for this model); the labels
+    file is the model's, beside its snapshots."""
+    from vsc_fixtures.snapshots import SNAPSHOT_DIR, model_dir_name
+    from vscbench.suite.auditcases import session_audit
+    from vscbench.suite.labels import labels_path
+
+    name = model_dir_name(state.model.alias or state.model.given)
+    return session_audit(
+        store=config.getoption("vsc_store"), run_id=str(state.run_id), items=items,
+        judge_id=config.getoption("vsc_judge"), thresholds=state.thresholds, model_names=state.model.names,
+        model_dir=name, labels_file=labels_path(Path(config.rootpath) / "tests_safety" / SNAPSHOT_DIR / name),
+        blocked=config.getoption("vsc_blocked"),
+    )  # fmt: skip
 
 
 def _narrowed(config: pytest.Config, state: SuiteState) -> tuple[str, ...]:

@@ -149,7 +149,9 @@ def _configure_snapshots(config: pytest.Config, state: SuiteState) -> None:
     update = bool(getattr(config.option, "update_snapshots", False))
     VscSnapshotExtension.update = update
     state.snapshot_dir = Path(config.rootpath) / "tests_safety" / SNAPSHOT_DIR / name
-    state.no_baseline_yet = not update and not state.snapshot_dir.is_dir()
+    from vscbench.suite.snapshots import has_recorded
+
+    state.no_baseline_yet = not update and not has_recorded(state.snapshot_dir)
     state.snapshots = update or not state.no_baseline_yet
 
 

@@ -63,5 +63,6 @@ def summary_lines(config: pytest.Config, state: SuiteState) -> list[Any]:
         return [*out, s.Line(f"gate not run ({why})")]
     if state.thresholds is not None:
         out += s.thresholds_lines(state.thresholds, gate.model_entry)
+    out += s.audit_lines(gate)
     out += s.example_lines(state.records, state.by_id)
     return out + s.gate_lines(format_text(gate, with_headline=False), gate.passed)

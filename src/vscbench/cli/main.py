@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from vscbench import __version__
-from vscbench.cli import calibrate, cases, data, judge, report, run, snapshots, utility
+from vscbench.cli import calibrate, cases, data, judge, label, report, run, snapshots, utility
 from vscbench.cli.common import Parser
 from vscbench.errors import VscbenchError
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"vscbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-    for group in (data, run, judge, report, calibrate, utility, snapshots, cases):
+    for group in (data, run, judge, report, calibrate, utility, snapshots, label, cases):
         group.register(sub)
     return parser
 

@@ -35,9 +35,29 @@ def _attr(v: Any) -> str:
     return escape(json.dumps(v), quote=True)
 
 
+def _audit(audit: Mapping[str, Any]) -> str:
+    """An audited row's figures: the judge-only rate, the audited estimate and interval, labelled, agreement."""
+    if not audit.get("complete"):
+        stale = f", {audit.get('stale')} stale" if audit.get("stale") else ""
+        return (
+            f"audit: {audit.get('missing')} of {audit.get('sampled')} sampled labels missing{stale}: "
+            f"run {audit.get('command')}"
+        )
+    agree = audit.get("agreement")
+    return (
+        f"audit{'' if audit.get('decides') else ' (not deciding)'}: judge {_pct(audit.get('judge_rate'))}, "
+        f"audited {_pct(audit.get('estimate'))} {_ci([audit.get('ci_low'), audit.get('ci_high')])}, "
+        f"{audit.get('labelled')} labelled, agreement {'-' if agree is None else f'{100 * float(agree):.0f}%'}"
+    )
+
+
 def _why(row: Mapping[str, Any]) -> str:
-    """The row's reason; a baseline row adds its rule, McNemar p and discordant counts."""
+    """The row's reason; a baseline row adds its rule, McNemar p and discordant counts; an audited row its
+    audit's figures."""
     why = str(row.get("why", ""))
+    audit = row.get("audit")
+    if isinstance(audit, Mapping):
+        return f'{escape(why)}<div class="sub audit">{escape(_audit(audit))}</div>'
     if "rule" not in row:
         return escape(why)
     p = row.get("p_value")
@@ -53,7 +73,8 @@ def _gate_row(row: Mapping[str, Any]) -> str:
     cls = {"PASS": "pass", "FAIL": "fail"}.get(status, "ne")
     cells = [
         escape(str(row.get("scope", ""))),
-        escape(str(row.get("rate", ""))) + (" (Δ vs baseline)" if "rule" in row else ""),
+        escape(str(row.get("rate", ""))) + (" (Δ vs baseline)" if "rule" in row else "")
+        + (" (audited)" if (row.get("audit") or {}).get("decides") else ""),
         str(row.get("n", "")),
         _pct(row.get("value")),
         _ci(row.get("ci95")),
@@ -68,7 +89,9 @@ def _gate_row(row: Mapping[str, Any]) -> str:
         f'<tr class="gate-row {cls}" data-scope="{escape(str(row.get("scope", "")))}" '
         f'data-rate="{escape(str(row.get("rate", "")))}" data-status="{escape(status)}" '
         f'data-value="{_attr(row.get("value"))}" data-ci="{_attr(row.get("ci95"))}" '
-        f'data-threshold="{_attr(row.get("threshold"))}" data-n="{_attr(row.get("n"))}">{tds}</tr>'
+        f'data-threshold="{_attr(row.get("threshold"))}" data-n="{_attr(row.get("n"))}"'
+        + (f' data-audit="{_attr(row["audit"])}"' if row.get("audit") is not None else "")
+        + f'>{tds}</tr>'
     )
 
 

@@ -558,3 +558,10 @@ def _md_quote(text: Any, limit: int = 200) -> str:
     s = " ".join(str(text or "").split())
     s = s if len(s) <= limit else s[:limit] + "…"
     return "`" + s.replace("`", "'") + "`" if s else "(empty)"
+
+
+def has_recorded(folder: str | Path) -> bool:
+    """Whether a model's snapshot folder holds any recorded case (``<folder>/<test module>/<case>.json``); its
+    audit labels file alone (:mod:`vscbench.suite.labels`) records no baseline."""
+    root = Path(folder)
+    return root.is_dir() and any(root.glob("*/*.json"))

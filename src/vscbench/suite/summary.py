@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vscbench.suite.gate import GateResult
+from vscbench.suite.gate import audit_lines as gate_audit_lines
 from vscbench.suite.session import MISSES, CaseRecord
 from vscbench.suite.snapshots import Flip, fixes_hint, format_table
 
@@ -160,6 +162,11 @@ def thresholds_lines(thresholds: Any, entry: str | None) -> list[Line]:
     if note:
         out.append(Line(f"  {note}"))
     return out
+
+
+def audit_lines(result: GateResult) -> list[Line]:
+    """One line per audited row (:func:`vscbench.suite.gate.audit_lines`), yellow while labels are missing."""
+    return [Line(x, {"yellow": "labels missing" in x}) for x in gate_audit_lines(result)]
 
 
 def example_lines(records: Mapping[str, CaseRecord], by_id: Mapping[str, Any], per_kind: int = 3) -> list[Line]:
