@@ -570,3 +570,14 @@ def test_cli_cases_validate_list_import(
     assert main(["cases", "list", "--json"]) == 0
     assert [r["id"] for r in json.loads(capsys.readouterr().out)][-1] == "own/red/red-2"
     assert main(args) == 2 and "exists; choose a new file" in capsys.readouterr().err
+
+
+def test_robustness_seeds_from_own_cases(cases_dir: Path) -> None:
+    from vscbench.suite.robustness import own_seed_sample, own_seeds
+
+    own = oc.load_items([cases_dir])
+    assert own_seeds("robustness and own") and own_seeds("own and robustness and incident")
+    assert not own_seeds("robustness") and not own_seeds("own") and not own_seeds("robustness and owner")
+    assert own_seed_sample(own, 2) == own[:2] and own_seed_sample(own, 9) == own
+    with pytest.raises(VscbenchError, match="--vsc-robustness-items 0"):
+        own_seed_sample(own, 0)
