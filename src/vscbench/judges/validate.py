@@ -26,7 +26,7 @@ import csv
 import re
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -228,8 +228,9 @@ def macro_f1(gold: Sequence[Label], pred: Sequence[Label]) -> float:
     return sum(f1s) / len(f1s)
 
 
-def cohen_kappa(a: Sequence[Label], b: Sequence[Label]) -> float:
-    """Cohen's kappa between two label sequences (all five labels are categories).
+def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
+    """Cohen's kappa between two label sequences (every distinct label is a category: a judge's five labels,
+    or a person's audit choices with ``unsure``).
 
     1.0 for perfect agreement; nan for no pairs, and nan (undefined: chance agreement is 1) when both
     always say the same single label.

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import tempfile
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from typing import Any
 
 from vscbench.errors import VscbenchError
 from vscbench.hashing import sha256_file
+from vscbench.judges.validate import cohen_kappa
 from vscbench.types import Label
 
 FILE_NAME = "audit-labels.jsonl"
@@ -270,20 +270,6 @@ def outcomes(state: LabelState, item_labels: Mapping[str, str]) -> dict[str, boo
     """case id -> does the person's current label count toward the case's rate (None = unsure), for the
     cases of ``state.current`` whose item label (safe/unsafe) is known."""
     return {c: counted(lab, item_labels[c]) for c, lab in state.current.items() if c in item_labels}
-
-
-def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
-    """Cohen's kappa of two people's labels of the same cases (the five choices, ``unsure`` included, are the
-    categories): 1 for full agreement, 0 for chance; nan with no cases or when both give one label throughout."""
-    if len(a) != len(b):
-        raise ValueError("sequences differ in length")
-    n = len(a)
-    if n == 0:
-        return float("nan")
-    po = sum(1 for x, y in zip(a, b, strict=True) if x == y) / n
-    ca, cb = Counter(a), Counter(b)
-    pe = sum(ca[k] * cb[k] for k in set(ca) | set(cb)) / (n * n)
-    return float("nan") if pe >= 1.0 else (po - pe) / (1.0 - pe)
 
 
 @dataclass(frozen=True)
