@@ -17,8 +17,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from vscbench import snapshots as snap
 from vscbench.data import load_items, resolve_paths
+from vscbench.suite import snapshots as snap
 from vscbench.suite.trend import format_trend, plot, trend
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def main() -> int:
     v3 = v2 | {k: "correct" for k in [k for k, o in v2.items() if o == "under-safe"][:20]}
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp)
-        folder = repo / "tests_safety" / "__snapshots__" / "qwen-vl" / "test_text_baseline"
+        folder = repo / "tests_safety" / "__snapshots__" / "example-model" / "test_text_baseline"
         folder.mkdir(parents=True)
         subprocess.run(["git", "init", "-q", str(repo)], check=True)
         for n, (version, date) in enumerate(zip((v1, v2, v3), DATES, strict=True)):
@@ -48,16 +48,16 @@ def main() -> int:
                 label = "COMPLY" if (out == "correct") == (i.label == "safe") else "REFUSE"
                 rec = snap.record(
                     i, outcome=out, label=label, judge="local", status="ok", response=f"({label.lower()})",
-                    prompt=i.query, model="qwen-vl", model_revision=None, config_digest="c",
+                    prompt=i.query, model="example-model", model_revision=None, config_digest="c",
                 )  # fmt: skip
                 (folder / f"{i.id.replace('/', '')}.json").write_text(snap.dumps(rec))
             env = os.environ | {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
             git = ["git", "-C", str(repo), "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
             subprocess.run([*git, "add", "-A"], check=True)
-            subprocess.run([*git, "commit", "-qm", f"qwen-vl v{n + 1} snapshots"], check=True, env=env)
-        points = trend("tests_safety/__snapshots__/qwen-vl", repo)
+            subprocess.run([*git, "commit", "-qm", f"example-model v{n + 1} snapshots"], check=True, env=env)
+        points = trend("tests_safety/__snapshots__/example-model", repo)
         print(format_trend(points), end="")
-        png, _svg = plot(points, repo / "plot", title="qwen-vl: safety over its snapshot history")
+        png, _svg = plot(points, repo / "plot", title="example-model (scripted data): snapshot history")
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(png, a.out)
     print(f"wrote {a.out}")
